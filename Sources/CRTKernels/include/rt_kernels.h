@@ -1,0 +1,99 @@
+/* reptok elementwise kernels: fp32, contiguous, row-major.
+ * Each kernel exists as an x86-64 baseline build and an AVX2/FMA build (x86-64-v3); the loader
+ * picks one at run time (target_clones), so no compiler flag is needed to build or use them.
+ * Conventions: forward kernels write their outputs; backward kernels ACCUMULATE (+=) into
+ * input and parameter gradients, so residual branches can share one gradient buffer.
+ * Row kernels take [row0, row1) so callers can split rows across threads. */
+#ifndef REPTOK_RT_KERNELS_H
+#define REPTOK_RT_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 if the running CPU has AVX2 and FMA (the fast clones are used), else 0. */
+int rt_cpu_has_avx2_fma(void);
+
+/* y[i] = a*x[i] + y[i] */
+void rt_axpy(float *y, const float *x, float a, size_t n);
+/* y[i] = x[i] + z[i] */
+void rt_add(float *y, const float *x, const float *z, size_t n);
+/* y[i] += x[i] */
+void rt_acc(float *y, const float *x, size_t n);
+/* y[i] *= a */
+void rt_scale(float *y, float a, size_t n);
+float rt_sum(const float *x, size_t n);
+float rt_dot(const float *x, const float *y, size_t n);
+double rt_sumsq_f64(const float *x, size_t n);
+
+/* out[r, c] = x[r, c] + bias[c] for rows [r0, r1) of width C */
+void rt_bias_add_rows(float *out, const float *x, const float *bias, size_t r0, size_t r1, size_t C);
+/* dbias[c] += sum_r dout[r, c] for rows [r0, r1) */
+void rt_bias_grad_rows(float *dbias, const float *dout, size_t r0, size_t r1, size_t C);
+
+/* LayerNorm over the last dim C. w, b may be NULL (no affine). mean, rstd: one per row. */
+void rt_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w,
+                      const float *b, size_t r0, size_t r1, size_t C, float eps);
+/* dx += ...; dw, db += ... (dw/db may be NULL when w is NULL) */
+void rt_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                      const float *mean, const float *rstd, const float *w,
+                      size_t r0, size_t r1, size_t C);
+/* RMSNorm: out = x * rstd * w (w may be NULL) */
+void rt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
+                    size_t r0, size_t r1, size_t C, float eps);
+void rt_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *rstd,
+                    const float *w, size_t r0, size_t r1, size_t C);
+
+/* exact (erf) GELU and SiLU; bwd: dx += dout * f'(x) */
+void rt_gelu_fwd(float *out, const float *x, size_t n);
+void rt_gelu_bwd(float *dx, const float *dout, const float *x, size_t n);
+void rt_silu_fwd(float *out, const float *x, size_t n);
+void rt_silu_bwd(float *dx, const float *dout, const float *x, size_t n);
+
+/* Row softmax of x*scale, in place allowed (out may equal x). */
+void rt_softmax_rows(float *out, const float *x, float scale, size_t r0, size_t r1, size_t C);
+/* dx = scale * p * (dp - sum(dp*p)) per row; WRITES dx (dx may alias dp). */
+void rt_softmax_bwd_rows(float *dx, const float *p, const float *dp, float scale,
+                         size_t r0, size_t r1, size_t C);
+
+/* Adaptive modulation, per sample b over T tokens of width C:
+ * out[b,t,c] = x[b,t,c] * (1 + scale[b*sstride + c]) + shift[b*sstride + c] */
+void rt_modulate_fwd(float *out, const float *x, const float *shift, const float *scale,
+                     size_t sstride, size_t B, size_t T, size_t C);
+/* dx += dout*(1+scale); dshift[b,c] += sum_t dout; dscale[b,c] += sum_t dout*x */
+void rt_modulate_bwd(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                     const float *scale, size_t sstride, size_t B, size_t T, size_t C);
+/* Gated residual: h[b,t,c] += gate[b*gstride + c] * y[b,t,c] */
+void rt_gate_add_fwd(float *h, const float *y, const float *gate, size_t gstride,
+                     size_t B, size_t T, size_t C);
+/* dy += dh*gate; dgate[b,c] += sum_t dh*y */
+void rt_gate_add_bwd(float *dy, float *dgate, const float *dh, const float *y, const float *gate,
+                     size_t gstride, size_t B, size_t T, size_t C);
+/* LayerScale: out[r,c] = x[r,c]*g[c]; bwd: dx += dout*g, dg += sum_r dout*x */
+void rt_colscale_fwd(float *out, const float *x, const float *g, size_t R, size_t C);
+void rt_colscale_bwd(float *dx, float *dg, const float *dout, const float *x, const float *g,
+                     size_t R, size_t C);
+
+/* AdamW step over n values (bias-corrected lr folded in by the caller):
+ * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr * (m/bc1 / (sqrt(v/bc2) + eps) + wd p) */
+void rt_adamw(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1, float b2,
+              float bc1, float bc2, float eps, float wd);
+/* ema = d*ema + (1-d)*p */
+void rt_ema(float *ema, const float *p, size_t n, float d);
+
+/* float <-> 16-bit formats (round to nearest even) */
+void rt_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+void rt_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+void rt_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void rt_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+/* Vectorizable exp/erf used by the kernels, exported for tests. */
+float rt_expf(float x);
+float rt_erff(float x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

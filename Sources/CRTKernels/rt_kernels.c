@@ -1,0 +1,352 @@
+/* reptok elementwise kernels. See include/rt_kernels.h for the contracts.
+ * Reassociation is allowed so reductions vectorize; results are still deterministic for a given
+ * CPU level and input, because the loop structure never depends on the thread count. */
+#include "rt_kernels.h"
+#include <math.h>
+#include <string.h>
+
+#pragma clang fp reassociate(on) contract(fast)
+
+#if defined(__x86_64__) && defined(__clang__)
+#define RT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define RT_CLONES
+#endif
+#define RT_INLINE static inline __attribute__((always_inline))
+
+int rt_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+RT_INLINE float bits_to_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
+
+/* Cephes-style expf: range reduction by ln2, degree-6 polynomial, exponent by bit shift.
+ * Relative error about 2 ulp on [-87, 88]; inputs are clamped to that range. */
+RT_INLINE float exp_inl(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float z = r * r;
+    float y = (((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r
+                + 4.1665795894E-2f) * r + 1.6666665459E-1f) * r + 5.0000001201E-1f) * z + r + 1.0f;
+    return y * bits_to_float(((int32_t)n + 127) << 23);
+}
+
+/* erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
+RT_INLINE float erf_inl(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t
+                  + 0.254829592f) * t;
+    float y = 1.0f - poly * exp_inl(-ax * ax);
+    return copysignf(y, x);
+}
+
+float rt_expf(float x) { return exp_inl(x); }
+float rt_erff(float x) { return erf_inl(x); }
+
+RT_CLONES void rt_axpy(float *y, const float *x, float a, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+RT_CLONES void rt_add(float *y, const float *x, const float *z, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] + z[i];
+}
+RT_CLONES void rt_acc(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+RT_CLONES void rt_scale(float *y, float a, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] *= a;
+}
+RT_CLONES float rt_sum(const float *x, size_t n) {
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+RT_CLONES float rt_dot(const float *x, const float *y, size_t n) {
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+RT_CLONES double rt_sumsq_f64(const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+RT_CLONES void rt_bias_add_rows(float *out, const float *x, const float *bias, size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; float *o = out + r * C;
+        for (size_t c = 0; c < C; c++) o[c] = xr[c] + bias[c];
+    }
+}
+RT_CLONES void rt_bias_grad_rows(float *dbias, const float *dout, size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *d = dout + r * C;
+        for (size_t c = 0; c < C; c++) dbias[c] += d[c];
+    }
+}
+
+RT_CLONES void rt_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w,
+                                const float *b, size_t r0, size_t r1, size_t C, float eps) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; float *o = out + r * C;
+        float m = 0.0f;
+        for (size_t c = 0; c < C; c++) m += xr[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (size_t c = 0; c < C; c++) { float d = xr[c] - m; v += d * d; }
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        if (w && b) { for (size_t c = 0; c < C; c++) o[c] = (xr[c] - m) * s * w[c] + b[c]; }
+        else if (w) { for (size_t c = 0; c < C; c++) o[c] = (xr[c] - m) * s * w[c]; }
+        else        { for (size_t c = 0; c < C; c++) o[c] = (xr[c] - m) * s; }
+        if (mean) mean[r] = m;
+        if (rstd) rstd[r] = s;
+    }
+}
+
+RT_CLONES void rt_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                                const float *mean, const float *rstd, const float *w,
+                                size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; const float *d = dout + r * C; float *dxr = dx + r * C;
+        float m = mean[r], s = rstd[r];
+        /* dnorm = dout * w; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
+        float a = 0.0f, bsum = 0.0f;
+        if (w) {
+            for (size_t c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * s, dn = d[c] * w[c];
+                a += dn; bsum += dn * xh;
+            }
+        } else {
+            for (size_t c = 0; c < C; c++) { float xh = (xr[c] - m) * s; a += d[c]; bsum += d[c] * xh; }
+        }
+        a /= (float)C; bsum /= (float)C;
+        if (w) {
+            for (size_t c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * s;
+                dxr[c] += s * (d[c] * w[c] - a - xh * bsum);
+                dw[c] += d[c] * xh;
+                if (db) db[c] += d[c];
+            }
+        } else {
+            for (size_t c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * s;
+                dxr[c] += s * (d[c] - a - xh * bsum);
+            }
+        }
+    }
+}
+
+RT_CLONES void rt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
+                              size_t r0, size_t r1, size_t C, float eps) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; float *o = out + r * C;
+        float ss = 0.0f;
+        for (size_t c = 0; c < C; c++) ss += xr[c] * xr[c];
+        float s = 1.0f / sqrtf(ss / (float)C + eps);
+        if (w) { for (size_t c = 0; c < C; c++) o[c] = xr[c] * s * w[c]; }
+        else   { for (size_t c = 0; c < C; c++) o[c] = xr[c] * s; }
+        if (rstd) rstd[r] = s;
+    }
+}
+
+RT_CLONES void rt_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *rstd,
+                              const float *w, size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; const float *d = dout + r * C; float *dxr = dx + r * C;
+        float s = rstd[r];
+        /* y = x s w; dx = s*(dn - xhat * mean(dn * xhat)), xhat = x s, dn = d w */
+        float bsum = 0.0f;
+        if (w) { for (size_t c = 0; c < C; c++) bsum += d[c] * w[c] * xr[c] * s; }
+        else   { for (size_t c = 0; c < C; c++) bsum += d[c] * xr[c] * s; }
+        bsum /= (float)C;
+        if (w) {
+            for (size_t c = 0; c < C; c++) {
+                float xh = xr[c] * s;
+                dxr[c] += s * (d[c] * w[c] - xh * bsum);
+                dw[c] += d[c] * xh;
+            }
+        } else {
+            for (size_t c = 0; c < C; c++) dxr[c] += s * (d[c] - xr[c] * s * bsum);
+        }
+    }
+}
+
+#define RT_SQRT1_2 0.70710678118654752f
+#define RT_INV_SQRT_2PI 0.39894228040143268f
+
+RT_CLONES void rt_gelu_fwd(float *out, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erf_inl(x[i] * RT_SQRT1_2));
+}
+RT_CLONES void rt_gelu_bwd(float *dx, const float *dout, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erf_inl(v * RT_SQRT1_2));
+        float pdf = RT_INV_SQRT_2PI * exp_inl(-0.5f * v * v);
+        dx[i] += dout[i] * (cdf + v * pdf);
+    }
+}
+RT_CLONES void rt_silu_fwd(float *out, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] / (1.0f + exp_inl(-x[i]));
+}
+RT_CLONES void rt_silu_bwd(float *dx, const float *dout, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float sg = 1.0f / (1.0f + exp_inl(-x[i]));
+        dx[i] += dout[i] * sg * (1.0f + x[i] * (1.0f - sg));
+    }
+}
+
+RT_CLONES void rt_softmax_rows(float *out, const float *x, float scale, size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C; float *o = out + r * C;
+        float mx = -INFINITY;
+        for (size_t c = 0; c < C; c++) mx = xr[c] > mx ? xr[c] : mx;
+        float s = 0.0f;
+        for (size_t c = 0; c < C; c++) { float e = exp_inl((xr[c] - mx) * scale); o[c] = e; s += e; }
+        float inv = 1.0f / s;
+        for (size_t c = 0; c < C; c++) o[c] *= inv;
+    }
+}
+RT_CLONES void rt_softmax_bwd_rows(float *dx, const float *p, const float *dp, float scale,
+                                   size_t r0, size_t r1, size_t C) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *pr = p + r * C; const float *dr = dp + r * C; float *o = dx + r * C;
+        float s = 0.0f;
+        for (size_t c = 0; c < C; c++) s += pr[c] * dr[c];
+        for (size_t c = 0; c < C; c++) o[c] = scale * pr[c] * (dr[c] - s);
+    }
+}
+
+RT_CLONES void rt_modulate_fwd(float *out, const float *x, const float *shift, const float *scale,
+                               size_t sstride, size_t B, size_t T, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        const float *sh = shift + b * sstride, *sc = scale + b * sstride;
+        for (size_t t = 0; t < T; t++) {
+            const float *xr = x + (b * T + t) * C; float *o = out + (b * T + t) * C;
+            for (size_t c = 0; c < C; c++) o[c] = xr[c] * (1.0f + sc[c]) + sh[c];
+        }
+    }
+}
+RT_CLONES void rt_modulate_bwd(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                               const float *scale, size_t sstride, size_t B, size_t T, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        const float *sc = scale + b * sstride;
+        float *dsh = dshift + b * sstride, *dsc = dscale + b * sstride;
+        for (size_t t = 0; t < T; t++) {
+            const float *xr = x + (b * T + t) * C, *d = dout + (b * T + t) * C;
+            float *dxr = dx + (b * T + t) * C;
+            for (size_t c = 0; c < C; c++) {
+                dxr[c] += d[c] * (1.0f + sc[c]);
+                dsh[c] += d[c];
+                dsc[c] += d[c] * xr[c];
+            }
+        }
+    }
+}
+RT_CLONES void rt_gate_add_fwd(float *h, const float *y, const float *gate, size_t gstride,
+                               size_t B, size_t T, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        const float *g = gate + b * gstride;
+        for (size_t t = 0; t < T; t++) {
+            float *hr = h + (b * T + t) * C; const float *yr = y + (b * T + t) * C;
+            for (size_t c = 0; c < C; c++) hr[c] += g[c] * yr[c];
+        }
+    }
+}
+RT_CLONES void rt_gate_add_bwd(float *dy, float *dgate, const float *dh, const float *y, const float *gate,
+                               size_t gstride, size_t B, size_t T, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        const float *g = gate + b * gstride; float *dg = dgate + b * gstride;
+        for (size_t t = 0; t < T; t++) {
+            const float *d = dh + (b * T + t) * C, *yr = y + (b * T + t) * C;
+            float *dyr = dy + (b * T + t) * C;
+            for (size_t c = 0; c < C; c++) { dyr[c] += d[c] * g[c]; dg[c] += d[c] * yr[c]; }
+        }
+    }
+}
+RT_CLONES void rt_colscale_fwd(float *out, const float *x, const float *g, size_t R, size_t C) {
+    for (size_t r = 0; r < R; r++) {
+        const float *xr = x + r * C; float *o = out + r * C;
+        for (size_t c = 0; c < C; c++) o[c] = xr[c] * g[c];
+    }
+}
+RT_CLONES void rt_colscale_bwd(float *dx, float *dg, const float *dout, const float *x, const float *g,
+                               size_t R, size_t C) {
+    for (size_t r = 0; r < R; r++) {
+        const float *xr = x + r * C, *d = dout + r * C; float *dxr = dx + r * C;
+        for (size_t c = 0; c < C; c++) { dxr[c] += d[c] * g[c]; dg[c] += d[c] * xr[c]; }
+    }
+}
+
+RT_CLONES void rt_adamw(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1, float b2,
+                        float bc1, float bc2, float eps, float wd) {
+    float ib1 = 1.0f / bc1, ib2 = 1.0f / bc2;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi; v[i] = vi;
+        p[i] -= lr * ((mi * ib1) / (sqrtf(vi * ib2) + eps) + wd * p[i]);
+    }
+}
+RT_CLONES void rt_ema(float *ema, const float *p, size_t n, float d) {
+    for (size_t i = 0; i < n; i++) ema[i] = d * ema[i] + (1.0f - d) * p[i];
+}
+
+/* IEEE half <-> float, round to nearest even, with subnormals, inf and NaN. */
+static uint16_t f32_to_f16_one(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t mant = x & 0x7fffffu;
+    int32_t exp = (int32_t)((x >> 23) & 0xffu);
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0u));
+    int32_t e = exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - e);
+        uint32_t h = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1u))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;  /* may carry into exponent: correct */
+    return (uint16_t)(sign | h);
+}
+static float f16_to_f32_one(uint16_t h) {
+    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, x;
+    if (exp == 0) {
+        if (mant == 0) x = sign;
+        else {
+            int32_t e = -1;
+            do { mant <<= 1; e++; } while (!(mant & 0x400u));
+            x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) x = sign | 0x7f800000u | (mant << 13);
+    else x = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    float f; memcpy(&f, &x, 4); return f;
+}
+void rt_f32_to_f16(uint16_t *dst, const float *src, size_t n) { for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16_one(src[i]); }
+void rt_f16_to_f32(float *dst, const uint16_t *src, size_t n) { for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_one(src[i]); }
+void rt_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x; memcpy(&x, &src[i], 4);
+        if ((x & 0x7fffffffu) > 0x7f800000u) { dst[i] = (uint16_t)((x >> 16) | 0x40u); continue; }
+        x += 0x7fffu + ((x >> 16) & 1u);
+        dst[i] = (uint16_t)(x >> 16);
+    }
+}
+void rt_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) { uint32_t x = (uint32_t)src[i] << 16; memcpy(&dst[i], &x, 4); }
+}

@@ -1,0 +1,77 @@
+import CRTKernels
+
+/// Multi-head scaled dot-product attention over a packed QKV tensor.
+///
+/// `qkv` is [B*T, 3C]: columns [0, C) are Q, [C, 2C) K, [2C, 3C) V; head h owns columns
+/// [h*dh, (h+1)*dh) of each. No mask. Output [B*T, C]. The attention probabilities are kept
+/// for the backward pass ([B, H, T, T]).
+public enum Attention {
+    public struct Cache {
+        public let probs: Tensor
+        public let B: Int, T: Int, heads: Int
+    }
+
+    public static func forward(_ qkv: Tensor, B: Int, T: Int, heads: Int, keepProbs: Bool = true) -> (Tensor, Cache?) {
+        let C3 = qkv.shape.last!, C = C3 / 3, dh = C / heads
+        precondition(qkv.count == B * T * C3 && C % heads == 0, "attention: qkv \(qkv.shape), B \(B) T \(T) heads \(heads)")
+        let out = Tensor(uninitialized: [B * T, C])
+        let scale = 1 / Float(dh).squareRoot()
+        let probs = Tensor(uninitialized: keepProbs ? [B, heads, T, T] : [min(B * heads, 8), T, T])
+        let jobs = B * heads
+        // Each (b, h) is independent; run them two at a time on single-threaded BLAS calls when
+        // there are several, which beats threading each small GEMM.
+        forEachHead(jobs) { job, slot in
+            let b = job / heads, h = job % heads
+            let base = qkv.data + b * T * C3
+            let q = base + h * dh, k = base + C + h * dh, v = base + 2 * C + h * dh
+            let p = keepProbs ? probs.data + job * T * T : probs.data + slot * T * T
+            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: q, lda: C3, B: k, ldb: C3, C: p, ldc: T)
+            rt_softmax_rows(p, p, scale, 0, T, T)
+            BLAS.gemm(M: T, N: dh, K: T, A: p, lda: T, B: v, ldb: C3,
+                      C: out.data + b * T * C + h * dh, ldc: C)
+        }
+        return (out, keepProbs ? Cache(probs: probs, B: B, T: T, heads: heads) : nil)
+    }
+
+    /// Returns dqkv [B*T, 3C] for dout [B*T, C].
+    public static func backward(_ dout: Tensor, _ qkv: Tensor, _ cache: Cache) -> Tensor {
+        let (B, T, heads) = (cache.B, cache.T, cache.heads)
+        let C3 = qkv.shape.last!, C = C3 / 3, dh = C / heads
+        let scale = 1 / Float(dh).squareRoot()
+        let dqkv = Tensor(uninitialized: [B * T, C3])
+        let scratch = Tensor(uninitialized: [min(B * heads, 8), T, T])
+        forEachHead(B * heads) { job, slot in
+            let b = job / heads, h = job % heads
+            let base = qkv.data + b * T * C3, dbase = dqkv.data + b * T * C3
+            let q = base + h * dh, k = base + C + h * dh, v = base + 2 * C + h * dh
+            let p = cache.probs.data + job * T * T
+            let dp = scratch.data + slot * T * T
+            let dO = dout.data + b * T * C + h * dh
+            // dP = dO V^T ; dV = P^T dO
+            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: dO, lda: C, B: v, ldb: C3, C: dp, ldc: T)
+            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: p, lda: T, B: dO, ldb: C, C: dbase + 2 * C + h * dh, ldc: C3)
+            // dS = scale * softmax'(P) dP (in place)
+            rt_softmax_bwd_rows(dp, p, dp, scale, 0, T, T)
+            // dQ = dS K ; dK = dS^T Q
+            BLAS.gemm(M: T, N: dh, K: T, A: dp, lda: T, B: k, ldb: C3, C: dbase + h * dh, ldc: C3)
+            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: dp, lda: T, B: q, ldb: C3, C: dbase + C + h * dh, ldc: C3)
+        }
+        return dqkv
+    }
+
+    /// Runs jobs on up to 2 workers ("slots"), each with its own scratch slot index < 8.
+    /// Results do not depend on the split: each job writes only its own outputs.
+    static func forEachHead(_ jobs: Int, _ body: (Int, Int) -> Void) {
+        let workers = min(Engine.threads, jobs, 8)
+        if workers <= 1 {
+            for j in 0..<jobs { body(j, 0) }
+            return
+        }
+        Engine.withBLASThreads(1) {
+            Engine.parallelFor(workers) { w in
+                var j = w
+                while j < jobs { body(j, w); j += workers }
+            }
+        }
+    }
+}

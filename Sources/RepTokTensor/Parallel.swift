@@ -1,0 +1,61 @@
+import Foundation
+import COpenBLAS
+
+/// Thread control for the engine. The number of threads never changes results: work is split
+/// into chunks whose boundaries depend only on the problem size, and each output element is
+/// always computed by the same code in the same order.
+public enum Engine {
+    /// Worker threads for elementwise work and BLAS (default: all cores, or REPTOK_THREADS).
+    public private(set) static var threads: Int = {
+        if let s = ProcessInfo.processInfo.environment["REPTOK_THREADS"], let n = Int(s), n >= 1 {
+            return n
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    private static let setup: Void = { openblas_set_num_threads(Int32(threads)) }()
+
+    /// Sets the thread count for BLAS and the engine's own loops.
+    public static func setThreads(_ n: Int) {
+        threads = max(1, n)
+        openblas_set_num_threads(Int32(threads))
+    }
+
+    /// Makes sure BLAS uses the configured count (called by kernels before the first BLAS call).
+    @inline(__always) public static func ensureSetup() { _ = setup }
+
+    /// Runs `body(chunk)` for chunk in 0..<chunks, on up to `threads` threads.
+    public static func parallelFor(_ chunks: Int, _ body: (Int) -> Void) {
+        if chunks <= 1 || threads <= 1 {
+            for i in 0..<chunks { body(i) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: chunks) { body($0) }
+    }
+
+    /// Splits `n` rows into chunks of at least `minRowsPerChunk` rows, at most 8 chunks,
+    /// independently of the thread count, and runs `body(r0, r1)` for each.
+    public static func rows(_ n: Int, work perRow: Int, _ body: (Int, Int) -> Void) {
+        // Below ~256k element-ops a split costs more than it saves (about 1 ms of work is the bar
+        // for the heavier kernels; cheap ones are left serial by their callers).
+        let total = n * perRow
+        let chunks = total < (1 << 18) ? 1 : min(8, max(1, n / 16))
+        if chunks == 1 { body(0, n); return }
+        let per = (n + chunks - 1) / chunks
+        parallelFor(chunks) { c in
+            let r0 = c * per, r1 = min(n, r0 + per)
+            if r0 < r1 { body(r0, r1) }
+        }
+    }
+}
+
+extension Engine {
+    /// Runs `body` with BLAS limited to `n` threads (for regions that parallelize over many
+    /// small products themselves), then restores the engine's count.
+    public static func withBLASThreads(_ n: Int, _ body: () -> Void) {
+        ensureSetup()
+        openblas_set_num_threads(Int32(n))
+        body()
+        openblas_set_num_threads(Int32(threads))
+    }
+}
