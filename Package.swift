@@ -6,7 +6,8 @@ import PackageDescription
 let package = Package(
     name: "reptok",
     products: [
-        .library(name: "RepTok", targets: ["RepTokTensor", "RepTokNN", "RepTokModels"]),
+        .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
+                                           "RepTokFormat", "RepTokImage"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
     ],
     dependencies: [
@@ -22,14 +23,24 @@ let package = Package(
         // Elementwise kernels, compiled for x86-64 baseline plus an AVX2/FMA clone chosen at run time.
         .target(name: "CRTKernels", linkerSettings: [.linkedLibrary("m")]),
 
-        .target(name: "RepTokTensor", dependencies: ["COpenBLAS", "CRTKernels"]),
+        // safetensors reader/writer (pure Swift + CRTKernels for 16-bit conversions).
+        .target(name: "RepTokSafeTensors", dependencies: ["CRTKernels"]),
+        .target(name: "RepTokTensor", dependencies: ["COpenBLAS", "CRTKernels", "RepTokSafeTensors"]),
         .target(name: "RepTokNN", dependencies: ["RepTokTensor"]),
         .target(name: "RepTokModels", dependencies: ["RepTokNN", "RepTokTensor"]),
+
+        // The .rtk container: records, varints, checksums, caps. No model code.
+        .target(name: "RepTokFormat", dependencies: ["CZstd"]),
+        // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
+        .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
 
         .executableTarget(name: "rtbench", dependencies: [
             "RepTokModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors"]),
+        .testTarget(name: "FormatTests", dependencies: ["RepTokFormat"]),
+        .testTarget(name: "ImageTests", dependencies: ["RepTokImage"]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
                     resources: [.copy("Fixtures")]),

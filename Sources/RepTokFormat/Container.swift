@@ -1,0 +1,1 @@
+// .rtk container (in progress)

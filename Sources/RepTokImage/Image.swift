@@ -1,0 +1,1 @@
+// image I/O (in progress)

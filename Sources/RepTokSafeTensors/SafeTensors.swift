@@ -1,0 +1,1 @@
+// safetensors: see SafeTensors.swift (in progress)
