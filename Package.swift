@@ -14,8 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libzstd-dev, libpng-dev, libjpeg62-turbo-dev).
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // System libraries (Debian: libzstd-dev, libpng-dev, libjpeg62-turbo-dev).
+        // OpenBLAS (Debian: libopenblas0) is loaded at run time by CBLASLoader: see its header.
+        .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         // libjpeg reports errors by longjmp/exit: a small C wrapper turns them into return codes.
@@ -25,9 +26,9 @@ let package = Package(
 
         // safetensors reader/writer (pure Swift + CRTKernels for 16-bit conversions).
         .target(name: "RepTokSafeTensors", dependencies: ["CRTKernels"]),
-        .target(name: "RepTokTensor", dependencies: ["COpenBLAS", "CRTKernels", "RepTokSafeTensors"]),
+        .target(name: "RepTokTensor", dependencies: ["CBLASLoader", "CRTKernels"]),
         .target(name: "RepTokNN", dependencies: ["RepTokTensor"]),
-        .target(name: "RepTokModels", dependencies: ["RepTokNN", "RepTokTensor"]),
+        .target(name: "RepTokModels", dependencies: ["RepTokNN", "RepTokTensor", "RepTokSafeTensors"]),
 
         // The .rtk container: records, varints, checksums, caps. No model code.
         .target(name: "RepTokFormat", dependencies: ["CZstd"]),

@@ -132,9 +132,9 @@ RT_CLONES void rt_layernorm_bwd(float *dx, float *dw, float *db, const float *do
             for (size_t c = 0; c < C; c++) {
                 float xh = (xr[c] - m) * s;
                 dxr[c] += s * (d[c] * w[c] - a - xh * bsum);
-                dw[c] += d[c] * xh;
-                if (db) db[c] += d[c];
             }
+            if (dw) for (size_t c = 0; c < C; c++) dw[c] += d[c] * (xr[c] - m) * s;
+            if (db) for (size_t c = 0; c < C; c++) db[c] += d[c];
         } else {
             for (size_t c = 0; c < C; c++) {
                 float xh = (xr[c] - m) * s;
@@ -171,8 +171,8 @@ RT_CLONES void rt_rmsnorm_bwd(float *dx, float *dw, const float *dout, const flo
             for (size_t c = 0; c < C; c++) {
                 float xh = xr[c] * s;
                 dxr[c] += s * (d[c] * w[c] - xh * bsum);
-                dw[c] += d[c] * xh;
             }
+            if (dw) for (size_t c = 0; c < C; c++) dw[c] += d[c] * xr[c] * s;
         } else {
             for (size_t c = 0; c < C; c++) dxr[c] += s * (d[c] - xr[c] * s * bsum);
         }

@@ -1,4 +1,4 @@
-import COpenBLAS
+import CBLASLoader
 
 /// Matrix products through OpenBLAS sgemm (row-major).
 public enum BLAS {
@@ -16,8 +16,8 @@ public enum BLAS {
             else if beta != 1 { for r in 0..<M { for c in 0..<N { C[r * ldc + c] *= beta } } }
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+        rt_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda),
+                 B, Int32(ldb), beta, C, Int32(ldc))
     }
 
     /// Plain product of two contiguous row-major matrices: [M,K] x [K,N] (with optional transposes
@@ -32,4 +32,11 @@ public enum BLAS {
              B: b.data, ldb: b.shape[1], C: c.data, ldc: N)
         return c
     }
+}
+
+extension BLAS {
+    /// OpenBLAS's configuration string (names the kernel core in use).
+    public static var config: String { String(cString: rt_blas_config()) }
+    /// The OPENBLAS_CORETYPE in effect.
+    public static var coreType: String { String(cString: rt_blas_coretype()) }
 }

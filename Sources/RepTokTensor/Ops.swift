@@ -10,8 +10,9 @@ public enum Ops {
     // MARK: - Linear: y = x W^T + b
 
     /// x: [N, in], w: [out, in], b: [out] or nil -> [N, out]
+    /// A weight stored with more dims (a Conv2d kernel [out, ch, p, p]) acts as [out, count/out].
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor?) -> Tensor {
-        let inF = w.shape[1], outF = w.shape[0]
+        let outF = w.shape[0], inF = w.count / outF
         precondition(x.count % inF == 0, "linear: input \(x.shape) vs weight \(w.shape)")
         let n = x.count / inF
         let y = Tensor(uninitialized: [n, outF])
@@ -19,35 +20,47 @@ public enum Ops {
         return y
     }
 
-    /// Writes y[n, out] = x W^T + b into a caller buffer (row stride = out).
-    public static func linear(into y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int,
+    /// Writes y = x W^T + b into a caller buffer with row stride `ldy` (default: out).
+    public static func linear(into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: UnsafePointer<Float>, n: Int,
                               _ w: Tensor, _ b: Tensor?) {
-        let inF = w.shape[1], outF = w.shape[0]
+        let outF = w.shape[0], inF = w.count / outF, ld = ldy ?? outF
         if let b = b {
-            for r in 0..<n { (y + r * outF).update(from: b.data, count: outF) }
+            for r in 0..<n { (y + r * ld).update(from: b.data, count: outF) }
         }
         BLAS.gemm(transB: true, M: n, N: outF, K: inF, A: x, lda: inF, B: w.data, ldb: inF,
-                  beta: b == nil ? 0 : 1, C: y, ldc: outF)
+                  beta: b == nil ? 0 : 1, C: y, ldc: ld)
     }
 
     /// dx += dy W; dw += dy^T x; db += colsum(dy). Any of dx, dw, db may be nil (skipped).
     public static func linearBackward(_ dy: Tensor, _ x: Tensor, _ w: Tensor,
                                       dx: Tensor?, dw: Tensor?, db: Tensor?) {
-        let inF = w.shape[1], outF = w.shape[0], n = dy.count / outF
+        let n = dy.count / w.shape[0]
+        linearBackward(dy.data, ldy: w.shape[0], x.data, n: n, w, dx: dx?.data, dw: dw, db: db)
+    }
+
+    /// Strided form: dy rows have stride `ldy` (a column block of a wider gradient).
+    public static func linearBackward(_ dy: UnsafePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, n: Int,
+                                      _ w: Tensor, dx: UnsafeMutablePointer<Float>?, dw: Tensor?, db: Tensor?) {
+        let outF = w.shape[0], inF = w.count / outF
         if let dx = dx {
-            BLAS.gemm(M: n, N: inF, K: outF, A: dy.data, lda: outF, B: w.data, ldb: inF,
-                      beta: 1, C: dx.data, ldc: inF)
+            BLAS.gemm(M: n, N: inF, K: outF, A: dy, lda: ldy, B: w.data, ldb: inF,
+                      beta: 1, C: dx, ldc: inF)
         }
         if let dw = dw {
-            BLAS.gemm(transA: true, M: outF, N: inF, K: n, A: dy.data, lda: outF, B: x.data, ldb: inF,
+            BLAS.gemm(transA: true, M: outF, N: inF, K: n, A: dy, lda: ldy, B: x, ldb: inF,
                       beta: 1, C: dw.data, ldc: inF)
         }
-        if let db = db { columnSum(dy.data, rows: n, cols: outF, into: db.data) }
+        if let db = db { columnSum(dy, rows: n, cols: outF, stride: ldy, into: db.data) }
     }
 
     /// into[c] += sum_r x[r, c], split in fixed chunks with an ordered reduction.
-    public static func columnSum(_ x: UnsafePointer<Float>, rows n: Int, cols: Int,
+    public static func columnSum(_ x: UnsafePointer<Float>, rows n: Int, cols: Int, stride: Int? = nil,
                                  into out: UnsafeMutablePointer<Float>) {
+        let ld = stride ?? cols
+        if ld != cols {
+            for r in 0..<n { rt_acc(out, x + r * ld, cols) }
+            return
+        }
         let chunks = n * cols < (1 << 19) ? 1 : 4
         if chunks == 1 { rt_bias_grad_rows(out, x, 0, n, cols); return }
         let part = Tensor([chunks, cols]), per = (n + chunks - 1) / chunks
@@ -367,5 +380,29 @@ public enum Ops {
             }
         }
         return (Float(total / Double(B)), g)
+    }
+}
+
+extension Ops {
+    /// dst[i] += src[i] for raw buffers.
+    @inline(__always)
+    public static func addRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+        rt_acc(dst, src, count)
+    }
+}
+
+extension Ops {
+    /// dst[i] = a[i] + b[i] for raw buffers.
+    @inline(__always)
+    public static func add(into dst: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        rt_add(dst, a, b, count)
+    }
+}
+
+extension Ops {
+    /// y += a * x
+    public static func axpy(_ y: Tensor, _ x: Tensor, _ a: Float) {
+        precondition(x.count == y.count, "axpy: \(y.shape) += a * \(x.shape)")
+        rt_axpy(y.data, x.data, a, y.count)
     }
 }

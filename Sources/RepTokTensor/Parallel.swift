@@ -1,5 +1,5 @@
 import Foundation
-import COpenBLAS
+import CBLASLoader
 
 /// Thread control for the engine. The number of threads never changes results: work is split
 /// into chunks whose boundaries depend only on the problem size, and each output element is
@@ -13,12 +13,12 @@ public enum Engine {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    private static let setup: Void = { openblas_set_num_threads(Int32(threads)) }()
+    private static let setup: Void = { rt_blas_set_threads(Int32(threads)) }()
 
     /// Sets the thread count for BLAS and the engine's own loops.
     public static func setThreads(_ n: Int) {
         threads = max(1, n)
-        openblas_set_num_threads(Int32(threads))
+        rt_blas_set_threads(Int32(threads))
     }
 
     /// Makes sure BLAS uses the configured count (called by kernels before the first BLAS call).
@@ -54,8 +54,8 @@ extension Engine {
     /// small products themselves), then restores the engine's count.
     public static func withBLASThreads(_ n: Int, _ body: () -> Void) {
         ensureSetup()
-        openblas_set_num_threads(Int32(n))
+        rt_blas_set_threads(Int32(n))
         body()
-        openblas_set_num_threads(Int32(threads))
+        rt_blas_set_threads(Int32(threads))
     }
 }

@@ -1,1 +1,116 @@
-print("rtbench")
+import ArgumentParser
+import Foundation
+import RepTokModels
+import RepTokNN
+import RepTokTensor
+
+/// rtbench: engine speed. Decoder forward at batch 1 and 8, one tokenizer training step, GFLOP/s
+/// from the model's FLOP count, and the sgemm rate on the decoder's own matrix shapes measured in
+/// the same run. Prints a table (or JSON). Compare with PyTorch: tools/bench.sh.
+@main
+struct RTBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rtbench", abstract: "Measure the reptok engine's speed.")
+
+    @Option(name: .long, help: "Decoder width.") var width = 256
+    @Option(name: .long, help: "Decoder depth.") var depth = 8
+    @Option(name: .long, help: "Attention heads.") var heads = 4
+    @Option(name: .long, help: "Image size (tokens = 1 + (size/patch)^2).") var size = 128
+    @Option(name: .long, help: "Patch size.") var patch = 8
+    @Option(name: .long, help: "Timed runs per measurement (median reported).") var runs = 7
+    @Option(name: .long, help: "Threads (default: all cores).") var threads: Int?
+    @Option(name: .long, help: "Write the benchmark's decoder weights here (safetensors) for the PyTorch side.")
+    var saveWeights: String?
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func median(_ f: () -> Void) -> Double {
+        f()  // warm-up
+        var ts = [Double]()
+        for _ in 0..<max(runs, 5) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            f()
+            ts.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return ts.sorted()[ts.count / 2]
+    }
+
+    func run() throws {
+        if let n = threads { Engine.setThreads(n) }
+        let enc = EncoderConfig(hiddenSize: 192, numHiddenLayers: 6, numAttentionHeads: 3, patchSize: 16, imageSize: size)
+        let dcfg = DecoderConfig(imageSize: size, patchSize: patch, width: width, depth: depth, numHeads: heads,
+                                 tokenDim: enc.hiddenSize)
+        try dcfg.validate()
+        let decoder = FlowDecoder(dcfg)
+        decoder.initialize(seed: 1)
+        // Non-zero adaLN and head weights so every path carries real values.
+        var rng = InitRNG(seed: 2)
+        for p in decoder.parameters where p.value.array.allSatisfy({ $0 == 0 }) { rng.fillNormal(p.value, std: 0.02) }
+        if let path = saveWeights {
+            try ModelFile.write(named: decoder.parameters.map { ("decoder." + $0.key, $0.value) },
+                                metadata: ["reptok.config": try ModelFile.configJSON(encoder: enc, decoder: dcfg)],
+                                to: path)
+        }
+        let philox = Philox4x32(seed: 7)
+        var rows: [(String, Double, Double)] = []  // name, seconds, GFLOP
+        let fwdFlops = dcfg.forwardFLOPs / 1e9
+        for B in [1, 8] {
+            let x = philox.gaussian([B, 3, size, size])
+            let z = philox.gaussian([B, enc.hiddenSize], stream: 1)
+            let t = [Float](repeating: 0.5, count: B)
+            let s = median { _ = decoder.forward(x, t: t, z: z) }
+            rows.append(("decoder forward, batch \(B)", s, fwdFlops * Double(B)))
+        }
+        // sgemm on the decoder's own shapes (one forward's worth of GEMMs, batch 8)
+        let gemmRate: Double = {
+            let T = dcfg.tokens, W = width, M = 8 * T, H = W * 4
+            let shapes = [(M, 3 * W, W), (M, W, W), (M, H, W), (M, W, H)]
+            let a = Tensor([M, H]), b = Tensor([H, 3 * W]), c = Tensor([M, 3 * W])
+            rng.fillNormal(a, std: 1); rng.fillNormal(b, std: 1)
+            var flops = 0.0
+            for (m, n, k) in shapes { flops += 2 * Double(m * n * k) }
+            let sec = median {
+                for _ in 0..<depth {
+                    for (m, n, k) in shapes {
+                        BLAS.gemm(transB: true, M: m, N: n, K: k, A: a.data, lda: k, B: b.data, ldb: k, C: c.data, ldc: n)
+                    }
+                }
+            }
+            return flops * Double(depth) / sec / 1e9
+        }()
+        // training step: encoder (cls tuned) + adapter + decoder, batch 8
+        let encoder = Dinov2Encoder(enc)
+        encoder.initialize(seed: 3)
+        let model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: enc.hiddenSize), decoder: decoder)
+        model.setTune(.cls)
+        let B = 8
+        let px = philox.gaussian([B, 3, size, size], stream: 2)
+        let noise = philox.gaussian([B, 3, size, size], stream: 3)
+        let tt = (0..<B).map { Float($0 + 1) / Float(B + 1) }
+        let stepS = median {
+            for p in model.trainableParameters { p.zeroGrad() }
+            _ = model.lossAndGradients(pixelsEnc: px, x: px, t: tt, noise: noise, lambda: 0.1)
+        }
+        let encFlops = 2 * Double(B) * encoderFLOPs(enc) / 1e9
+        // decoder fwd+bwd = 3x forward; encoder: 2 forwards (live + frozen) + backward without dW (~2x)
+        rows.append(("train step, batch 8", stepS, 3 * fwdFlops * Double(B) + encFlops * 2))
+
+        if json {
+            var out: [String: Any] = ["threads": Engine.threads, "sgemm_gflops_decoder_shapes": gemmRate,
+                                      "avx2_fma": CPU.hasAVX2FMA]
+            out["rows"] = rows.map { ["name": $0.0, "seconds": $0.1, "gflops": $0.2 / $0.1] }
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("rtbench: decoder width \(width) depth \(depth) heads \(heads), \(dcfg.tokens) tokens; \(Engine.threads) threads; AVX2/FMA kernels: \(CPU.hasAVX2FMA)")
+            print(String(format: "sgemm on the decoder's shapes: %.1f GFLOP/s", gemmRate))
+            for (name, s, gf) in rows {
+                print(String(format: "%-28@ %9.2f ms  %7.1f GFLOP/s  %5.1f%% of sgemm", name as NSString, s * 1e3, gf / s, 100 * gf / s / gemmRate))
+            }
+        }
+    }
+
+    func encoderFLOPs(_ c: EncoderConfig) -> Double {
+        let T = Double(1 + c.numRegisterTokens + c.grid * c.grid), D = Double(c.hiddenSize), M = D * Double(c.mlpRatio)
+        return Double(c.numHiddenLayers) * (T * D * 3 * D + T * D * D + 2 * T * D * M + 2 * T * T * D)
+    }
+}

@@ -36,7 +36,7 @@ void rt_bias_grad_rows(float *dbias, const float *dout, size_t r0, size_t r1, si
 /* LayerNorm over the last dim C. w, b may be NULL (no affine). mean, rstd: one per row. */
 void rt_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w,
                       const float *b, size_t r0, size_t r1, size_t C, float eps);
-/* dx += ...; dw, db += ... (dw/db may be NULL when w is NULL) */
+/* dx += ...; dw, db += ... (dw, db may be NULL: skipped) */
 void rt_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
                       const float *mean, const float *rstd, const float *w,
                       size_t r0, size_t r1, size_t C);

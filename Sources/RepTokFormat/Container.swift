@@ -1,1 +1,0 @@
-// .rtk container (in progress)

@@ -1,0 +1,303 @@
+import Foundation
+import RepTokNN
+import RepTokTensor
+
+/// Configuration of the pixel-space flow decoder (see docs/ARCHITECTURE.md). JSON keys are
+/// snake_case, as stored in a model file's `reptok.config` metadata.
+public struct DecoderConfig: Codable, Equatable, Sendable {
+    public var imageSize: Int
+    public var patchSize: Int
+    public var width: Int
+    public var depth: Int
+    public var numHeads: Int
+    public var mlpRatio: Int = 4
+    public var tokenDim: Int
+    public var freqDim: Int = 256
+    /// "x" (clean-image prediction, velocity loss) or "v" (velocity prediction).
+    public var prediction: String = "x"
+    public var tEps: Float = 0.05
+    public var layerNormEps: Float = 1e-6
+
+    public init(imageSize: Int, patchSize: Int, width: Int, depth: Int, numHeads: Int, mlpRatio: Int = 4,
+                tokenDim: Int, freqDim: Int = 256, prediction: String = "x", tEps: Float = 0.05,
+                layerNormEps: Float = 1e-6) {
+        self.imageSize = imageSize; self.patchSize = patchSize; self.width = width; self.depth = depth
+        self.numHeads = numHeads; self.mlpRatio = mlpRatio; self.tokenDim = tokenDim; self.freqDim = freqDim
+        self.prediction = prediction; self.tEps = tEps; self.layerNormEps = layerNormEps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case imageSize = "image_size", patchSize = "patch_size", width, depth, numHeads = "num_heads"
+        case mlpRatio = "mlp_ratio", tokenDim = "token_dim", freqDim = "freq_dim", prediction
+        case tEps = "t_eps", layerNormEps = "layer_norm_eps"
+    }
+
+    public init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        imageSize = try c.decode(Int.self, forKey: .imageSize)
+        patchSize = try c.decode(Int.self, forKey: .patchSize)
+        width = try c.decode(Int.self, forKey: .width)
+        depth = try c.decode(Int.self, forKey: .depth)
+        numHeads = try c.decode(Int.self, forKey: .numHeads)
+        mlpRatio = try c.decodeIfPresent(Int.self, forKey: .mlpRatio) ?? 4
+        tokenDim = try c.decode(Int.self, forKey: .tokenDim)
+        freqDim = try c.decodeIfPresent(Int.self, forKey: .freqDim) ?? 256
+        prediction = try c.decodeIfPresent(String.self, forKey: .prediction) ?? "x"
+        tEps = try c.decodeIfPresent(Float.self, forKey: .tEps) ?? 0.05
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-6
+    }
+
+    public var grid: Int { imageSize / patchSize }
+    public var patchFeatures: Int { 3 * patchSize * patchSize }
+    public var tokens: Int { 1 + grid * grid }
+
+    /// Throws a one-line description of the first invalid field.
+    public func validate() throws {
+        func bad(_ s: String) -> ModelError { .invalidConfig("decoder: " + s) }
+        guard (8...4096).contains(imageSize), (1...64).contains(patchSize), imageSize % patchSize == 0 else {
+            throw bad("image_size \(imageSize) / patch_size \(patchSize)")
+        }
+        guard (4...8192).contains(width), width % 4 == 0 else { throw bad("width \(width) must be a multiple of 4") }
+        guard (1...256).contains(depth) else { throw bad("depth \(depth)") }
+        guard numHeads >= 1, width % numHeads == 0 else { throw bad("num_heads \(numHeads)") }
+        guard (1...16).contains(mlpRatio), (1...65536).contains(tokenDim) else { throw bad("mlp_ratio/token_dim") }
+        guard freqDim >= 2, freqDim % 2 == 0, freqDim <= 4096 else { throw bad("freq_dim \(freqDim)") }
+        guard prediction == "x" || prediction == "v" else { throw bad("prediction \"\(prediction)\"") }
+        guard tEps > 0, tEps < 1, layerNormEps > 0 else { throw bad("t_eps/layer_norm_eps") }
+    }
+
+    /// Multiply-adds x2 for one forward pass at batch 1 (matmuls and attention).
+    public var forwardFLOPs: Double {
+        let T = Double(tokens), W = Double(width), M = Double(width * mlpRatio), N = Double(grid * grid)
+        let perBlock = 2 * T * W * 3 * W + 2 * T * W * W + 2 * 2 * T * W * M + 2 * 2 * T * T * W
+        let io = 2 * N * Double(patchFeatures) * W * 2
+        return Double(depth) * perBlock + io
+    }
+}
+
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case invalidConfig(String)
+    case missingTensor(String)
+    case shapeMismatch(String, expected: [Int], got: [Int])
+    case unexpectedTensor(String)
+    case badFile(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfig(let s): return "invalid model config: \(s)"
+        case .missingTensor(let k): return "model file lacks tensor \(k)"
+        case .shapeMismatch(let k, let e, let g): return "tensor \(k) has shape \(g), expected \(e)"
+        case .unexpectedTensor(let k): return "model file has unexpected tensor \(k)"
+        case .badFile(let s): return s
+        }
+    }
+}
+
+/// One decoder block: adaLN-Zero modulated attention and MLP (joint attention over the latent
+/// token and the patch tokens).
+final class DecoderBlock: Module {
+    let ada: Linear
+    let norm1: LayerNorm, norm2: LayerNorm
+    let attn: SelfAttention
+    let mlp: MLP
+    let W: Int
+    private var B = 0, T = 0
+    private var mod: Tensor?, n1: Tensor?, n2: Tensor?, a: Tensor?, f: Tensor?
+
+    init(_ prefix: String, _ c: DecoderConfig) {
+        W = c.width
+        ada = Linear(prefix + ".ada", W, 6 * W)
+        norm1 = LayerNorm(prefix + ".norm1", W, eps: c.layerNormEps, affine: false)
+        norm2 = LayerNorm(prefix + ".norm2", W, eps: c.layerNormEps, affine: false)
+        attn = SelfAttention(prefix + ".attn", dim: W, heads: c.numHeads, layout: .packed)
+        mlp = MLP(prefix + ".mlp", dim: W, hidden: W * c.mlpRatio)
+    }
+
+    var parameters: [Parameter] { ada.parameters + attn.parameters + mlp.parameters }
+
+    /// h: [B*T, W], cs = silu(c): [B, W]. Returns the new h.
+    func forward(_ h: Tensor, _ cs: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
+        let mod = ada.forward(cs, cache: cache)
+        let n1 = norm1.forward(h, cache: cache)
+        let m1 = Ops.modulate(n1, B: B, mod: mod, shiftAt: 0, scaleAt: W)
+        let a = attn.forward(m1, B: B, T: T, cache: cache)
+        let h1 = h.clone()
+        Ops.gateAdd(h1, a, B: B, mod: mod, gateAt: 2 * W)
+        let n2 = norm2.forward(h1, cache: cache)
+        let m2 = Ops.modulate(n2, B: B, mod: mod, shiftAt: 3 * W, scaleAt: 4 * W)
+        let f = mlp.forward(m2, cache: cache)
+        Ops.gateAdd(h1, f, B: B, mod: mod, gateAt: 5 * W)   // h1 now holds the block output
+        if cache { self.mod = mod; self.n1 = n1; self.n2 = n2; self.a = a; self.f = f; self.B = B; self.T = T }
+        return h1
+    }
+
+    /// dh: gradient of the block output. Returns dh for the block input; accumulates into dcs.
+    func backward(_ dh: Tensor, dcs: Tensor) -> Tensor {
+        guard let mod = mod, let n1 = n1, let n2 = n2, let a = a, let f = f else {
+            preconditionFailure("DecoderBlock.backward without forward")
+        }
+        let dmod = Tensor(mod.shape)
+        // MLP branch
+        let df = Tensor(f.shape)
+        Ops.gateAddBackward(dh, f, B: B, mod: mod, dmod: dmod, gateAt: 5 * W, dy: df)
+        let dm2 = mlp.backward(df)!
+        let dn2 = Tensor(n2.shape)
+        Ops.modulateBackward(dm2, n2, B: B, mod: mod, dmod: dmod, shiftAt: 3 * W, scaleAt: 4 * W, dx: dn2)
+        let dh1 = norm2.backward(dn2)
+        Ops.addInPlace(dh1, dh)
+        // attention branch
+        let da = Tensor(a.shape)
+        Ops.gateAddBackward(dh1, a, B: B, mod: mod, dmod: dmod, gateAt: 2 * W, dy: da)
+        let dm1 = attn.backward(da)!
+        let dn1 = Tensor(n1.shape)
+        Ops.modulateBackward(dm1, n1, B: B, mod: mod, dmod: dmod, shiftAt: 0, scaleAt: W, dx: dn1)
+        let dh0 = norm1.backward(dn1)
+        Ops.addInPlace(dh0, dh1)
+        let dc = ada.backward(dmod)!
+        Ops.addInPlace(dcs, dc)
+        return dh0
+    }
+}
+
+/// The RepTok flow decoder: noisy image + time + latent token -> velocity.
+public final class FlowDecoder: Module {
+    public let config: DecoderConfig
+    let patchEmbed: Linear, latentEmbed: Linear
+    let tFc1: Linear, tFc2: Linear
+    let blocks: [DecoderBlock]
+    let finalAda: Linear, finalNorm: LayerNorm, finalLinear: Linear
+    let pos: Tensor
+    // forward cache
+    private var B = 0
+    private var tf: Tensor?, c1: Tensor?, c: Tensor?, cs: Tensor?, finalMod: Tensor?, finalN: Tensor?
+
+    public init(_ config: DecoderConfig) {
+        self.config = config
+        let W = config.width, P = config.patchFeatures
+        patchEmbed = Linear("patch_embed", P, W)
+        latentEmbed = Linear("latent_embed", config.tokenDim, W)
+        tFc1 = Linear("t_embed.fc1", config.freqDim, W)
+        tFc2 = Linear("t_embed.fc2", W, W)
+        blocks = (0..<config.depth).map { DecoderBlock("blocks.\($0)", config) }
+        finalAda = Linear("final.ada", W, 2 * W)
+        finalNorm = LayerNorm("final.norm", W, eps: config.layerNormEps, affine: false)
+        finalLinear = Linear("final.linear", W, P)
+        pos = Ops.sincos2D(gridH: config.grid, gridW: config.grid, dim: W)
+    }
+
+    public var parameters: [Parameter] {
+        patchEmbed.parameters + latentEmbed.parameters + tFc1.parameters + tFc2.parameters
+            + blocks.flatMap { $0.parameters } + finalAda.parameters + finalLinear.parameters
+    }
+
+    /// Xavier-uniform weights, zero biases, zero adaLN and output layers (adaLN-Zero).
+    public func initialize(seed: UInt64) {
+        var rng = InitRNG(seed: seed)
+        for p in parameters {
+            if p.key.hasSuffix(".bias") { p.value.zero() } else { rng.xavier(p.value) }
+        }
+        for p in blocks.flatMap({ $0.ada.parameters }) + finalAda.parameters + finalLinear.parameters {
+            p.value.zero()
+        }
+        // t_embed as DiT: normal(0.02)
+        rng.fillNormal(tFc1.weight.value, std: 0.02)
+        rng.fillNormal(tFc2.weight.value, std: 0.02)
+    }
+
+    /// Raw network output [B, 3, S, S] (the clean image for prediction "x", else the velocity).
+    public func forward(_ xt: Tensor, t: [Float], z: Tensor, cache: Bool = false) -> Tensor {
+        let cfg = config, B = xt.shape[0], W = cfg.width, N = cfg.grid * cfg.grid, T = cfg.tokens
+        precondition(xt.shape == [B, 3, cfg.imageSize, cfg.imageSize] && t.count == B && z.count == B * cfg.tokenDim,
+                     "decoder input shapes x_t \(xt.shape) t \(t.count) z \(z.shape)")
+        let tf = Ops.fourierFeatures(t, dim: cfg.freqDim)
+        let c1 = tFc1.forward(tf, cache: cache)
+        let c = tFc2.forward(Ops.silu(c1), cache: cache)
+        let cs = Ops.silu(c)
+        let pe = patchEmbed.forward(Ops.patchify(xt, patch: cfg.patchSize), cache: cache)
+        let lat = latentEmbed.forward(z, cache: cache)
+        var h = Tensor(uninitialized: [B * T, W])
+        for b in 0..<B {
+            (h.data + b * T * W).update(from: lat.data + b * W, count: W)
+            let dst = h.data + (b * T + 1) * W
+            (dst).update(from: pe.data + b * N * W, count: N * W)
+            Ops.addRows(dst, pos.data, count: N * W)
+        }
+        for blk in blocks { h = blk.forward(h, cs, B: B, T: T, cache: cache) }
+        let fmod = finalAda.forward(cs, cache: cache)
+        let hp = Tensor(uninitialized: [B * N, W])
+        for b in 0..<B { (hp.data + b * N * W).update(from: h.data + (b * T + 1) * W, count: N * W) }
+        let fn = finalNorm.forward(hp, cache: cache)
+        let fm = Ops.modulate(fn, B: B, mod: fmod, shiftAt: 0, scaleAt: W)
+        let o = finalLinear.forward(fm, cache: cache)
+        if cache { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
+        return Ops.unpatchify(o.reshaped([B, N, cfg.patchFeatures]), patch: cfg.patchSize, channels: 3,
+                              gridH: cfg.grid, gridW: cfg.grid)
+    }
+
+    /// Gradients for a loss on the raw output: accumulates parameter gradients, returns
+    /// (d x_t, d z). Call after `forward(..., cache: true)`.
+    public func backward(_ dout: Tensor, needInput: Bool = true) -> (dxt: Tensor?, dz: Tensor) {
+        guard let cs = cs, let c = c, let c1 = c1, let fmod = finalMod, let fn = finalN else {
+            preconditionFailure("FlowDecoder.backward without a cached forward")
+        }
+        let cfg = config, B = self.B, W = cfg.width, N = cfg.grid * cfg.grid, T = cfg.tokens
+        let dO = Ops.patchify(dout, patch: cfg.patchSize)
+        let dfm = finalLinear.backward(dO)!
+        let dfmod = Tensor(fmod.shape), dfn = Tensor(fn.shape)
+        Ops.modulateBackward(dfm, fn, B: B, mod: fmod, dmod: dfmod, shiftAt: 0, scaleAt: W, dx: dfn)
+        let dhp = finalNorm.backward(dfn)
+        let dcs = finalAda.backward(dfmod)!
+        var dh = Tensor([B * T, W])
+        for b in 0..<B { (dh.data + (b * T + 1) * W).update(from: dhp.data + b * N * W, count: N * W) }
+        for blk in blocks.reversed() { dh = blk.backward(dh, dcs: dcs) }
+        // latent token rows and patch rows
+        let dlat = Tensor(uninitialized: [B, W]), dpe = Tensor(uninitialized: [B * N, W])
+        for b in 0..<B {
+            (dlat.data + b * W).update(from: dh.data + b * T * W, count: W)
+            (dpe.data + b * N * W).update(from: dh.data + (b * T + 1) * W, count: N * W)
+        }
+        let dz = latentEmbed.backward(dlat)!
+        let dpatches = patchEmbed.backward(dpe, needInput: needInput)
+        // time path
+        let dc = Tensor(c.shape)
+        Ops.siluBackward(dcs, c, dx: dc)
+        let da1 = tFc2.backward(dc)!
+        let dc1 = Tensor(c1.shape)
+        Ops.siluBackward(da1, c1, dx: dc1)
+        tFc1.backward(dc1, needInput: false)
+        let dxt = dpatches.map {
+            Ops.unpatchify($0.reshaped([B, N, cfg.patchFeatures]), patch: cfg.patchSize, channels: 3,
+                           gridH: cfg.grid, gridW: cfg.grid)
+        }
+        return (dxt, dz)
+    }
+
+    /// Velocity from the raw output (prediction "x": v = (x_t - out) / max(t, t_eps)).
+    public func velocity(_ xt: Tensor, t: [Float], out: Tensor) -> Tensor {
+        if config.prediction == "v" { return out }
+        let B = xt.shape[0], per = xt.count / B
+        let v = Tensor(uninitialized: xt.shape)
+        for b in 0..<B {
+            let k = 1 / max(t[b], config.tEps)
+            for i in b * per..<(b + 1) * per { v.data[i] = (xt.data[i] - out.data[i]) * k }
+        }
+        return v
+    }
+
+    /// Chain rule through `velocity`: given dL/dv returns (dL/dout, dL/dx_t contribution or nil).
+    public func velocityBackward(_ dv: Tensor, t: [Float]) -> (dout: Tensor, dxt: Tensor?) {
+        if config.prediction == "v" { return (dv, nil) }
+        let B = dv.shape[0], per = dv.count / B
+        let dout = Tensor(uninitialized: dv.shape), dxt = Tensor(uninitialized: dv.shape)
+        for b in 0..<B {
+            let k = 1 / max(t[b], config.tEps)
+            for i in b * per..<(b + 1) * per { dxt.data[i] = dv.data[i] * k; dout.data[i] = -dv.data[i] * k }
+        }
+        return (dout, dxt)
+    }
+
+    /// The velocity field v(x_t, t | z), for samplers.
+    public func predictVelocity(_ xt: Tensor, t: [Float], z: Tensor) -> Tensor {
+        velocity(xt, t: t, out: forward(xt, t: t, z: z, cache: false))
+    }
+}

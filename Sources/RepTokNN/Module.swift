@@ -1,0 +1,56 @@
+import RepTokTensor
+
+/// A layer or model: it owns named parameters (keys relative to the model's prefix).
+public protocol Module: AnyObject {
+    var parameters: [Parameter] { get }
+}
+
+extension Module {
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+    public func setTrainable(_ on: Bool) { for p in parameters { p.trainable = on } }
+    /// Parameters by key.
+    public var parameterMap: [String: Parameter] {
+        Dictionary(parameters.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+}
+
+/// Deterministic initializers (seeded; same seed -> same weights on any machine).
+public struct InitRNG {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x9E3779B97F4A7C15 }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9007199254740992.0) }
+    public mutating func normal() -> Double {
+        let a = max(uniform(), 1e-300), b = uniform()
+        return (-2 * log(a)).squareRoot() * cos(2 * Double.pi * b)
+    }
+    public mutating func fillUniform(_ t: Tensor, bound: Double) {
+        for i in 0..<t.count { t.data[i] = Float((uniform() * 2 - 1) * bound) }
+    }
+    public mutating func fillNormal(_ t: Tensor, std: Double) {
+        for i in 0..<t.count { t.data[i] = Float(normal() * std) }
+    }
+    /// Xavier-uniform for a [out, in] weight.
+    public mutating func xavier(_ t: Tensor) {
+        let fanOut = t.shape[0], fanIn = t.count / fanOut
+        fillUniform(t, bound: (6.0 / Double(fanIn + fanOut)).squareRoot())
+    }
+    /// Truncated normal (at 2 std), as ViTs initialize.
+    public mutating func truncNormal(_ t: Tensor, std: Double) {
+        for i in 0..<t.count {
+            var v = normal()
+            while abs(v) > 2 { v = normal() }
+            t.data[i] = Float(v * std)
+        }
+    }
+}
+
+import Foundation
