@@ -38,14 +38,19 @@ RT_INLINE float exp_inl(float x) {
     return y * bits_to_float(((int32_t)n + 127) << 23);
 }
 
-/* erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
+/* erf: for |x| < 0.5 its Taylor series to x^13 (truncation < 2e-9; no cancellation), else
+ * Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). Both are computed and one selected,
+ * so the loop stays branch-free and vectorizes. */
 RT_INLINE float erf_inl(float x) {
     float ax = fabsf(x);
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t
                   + 0.254829592f) * t;
-    float y = 1.0f - poly * exp_inl(-ax * ax);
-    return copysignf(y, x);
+    float far = copysignf(1.0f - poly * exp_inl(-ax * ax), x);
+    float z = x * x;
+    float near = x * 1.1283791671f * (1.0f + z * (-1.0f / 3 + z * (1.0f / 10 + z * (-1.0f / 42
+                 + z * (1.0f / 216 + z * (-1.0f / 1320 + z * (1.0f / 9360)))))));
+    return ax < 0.5f ? near : far;
 }
 
 float rt_expf(float x) { return exp_inl(x); }

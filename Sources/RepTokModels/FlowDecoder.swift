@@ -126,9 +126,11 @@ final class DecoderBlock: Module {
         let n2 = norm2.forward(h1, cache: cache)
         let m2 = Ops.modulate(n2, B: B, mod: mod, shiftAt: 3 * W, scaleAt: 4 * W)
         let f = mlp.forward(m2, cache: cache)
-        Ops.gateAdd(h1, f, B: B, mod: mod, gateAt: 5 * W)   // h1 now holds the block output
+        // norm2 keeps h1 for its backward, so the second residual goes to a new tensor.
+        let h2 = cache ? h1.clone() : h1
+        Ops.gateAdd(h2, f, B: B, mod: mod, gateAt: 5 * W)
         if cache { self.mod = mod; self.n1 = n1; self.n2 = n2; self.a = a; self.f = f; self.B = B; self.T = T }
-        return h1
+        return h2
     }
 
     /// dh: gradient of the block output. Returns dh for the block input; accumulates into dcs.

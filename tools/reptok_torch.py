@@ -1,0 +1,634 @@
+"""PyTorch reference implementation of the reptok model (see docs/ARCHITECTURE.md).
+
+This module is the numerical reference the Swift engine (Sources/RepTokModels) is checked
+against, through the fixtures written by tools/make_fixtures.py. It depends only on torch (and
+safetensors for the file helpers); transformers is used by the fixture script solely to prove
+that `Dinov2Encoder` matches Hugging Face's `Dinov2Model` / `Dinov2WithRegistersModel`.
+
+Parts:
+  Dinov2Encoder(config)  HF Dinov2Model(WithRegisters) with identical (checkpoint) key names.
+  Adapter(dim)           z = c + proj(c), proj zero-initialized.
+  FlowDecoder(config)    pixel-space flow decoder (adaLN-Zero DiT with one in-context latent token).
+  RepTok(config)         encoder + frozen [CLS] copy + adapter + decoder, with the tokenizer loss.
+  save_reptok / load_reptok / load_state_dict_file / reptok_metadata: combined-file helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMAT = "reptok-model"
+VERSION = 1
+CONFIG_KEY = "reptok.config"
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# ----------------------------------------------------------------------------------------------
+# configs
+
+ENCODER_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "mlp_ratio": 4,
+    "patch_size": 14,
+    "image_size": 518,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-6,
+    "layerscale_value": 1.0,
+    "qkv_bias": True,
+    "use_swiglu_ffn": False,
+    "num_register_tokens": 0,
+    "hidden_act": "gelu",
+    "image_mean": IMAGENET_MEAN,
+    "image_std": IMAGENET_STD,
+}
+
+DECODER_DEFAULTS: dict[str, Any] = {
+    "image_size": 256,
+    "patch_size": 16,
+    "width": 768,
+    "depth": 12,
+    "num_heads": 12,
+    "mlp_ratio": 4,
+    "token_dim": 768,
+    "freq_dim": 256,
+    "prediction": "x",
+    "t_eps": 0.05,
+    "layer_norm_eps": 1e-6,
+}
+
+
+def encoder_config(cfg: dict | None = None, **kw) -> dict:
+    """Fill an encoder config (HF Dinov2Config field names) with defaults; unknown HF fields are kept."""
+    out = dict(ENCODER_DEFAULTS)
+    out.update(cfg or {})
+    out.update(kw)
+    if out.get("num_register_tokens") is None:
+        out["num_register_tokens"] = 0
+    if out["use_swiglu_ffn"]:
+        raise ValueError("use_swiglu_ffn=True is not supported")
+    if out["hidden_act"] != "gelu":
+        raise ValueError("only hidden_act='gelu' (exact erf GELU) is supported")
+    if out["num_channels"] != 3:
+        raise ValueError("num_channels must be 3")
+    if out["hidden_size"] % out["num_attention_heads"]:
+        raise ValueError("hidden_size must be a multiple of num_attention_heads")
+    return out
+
+
+def decoder_config(cfg: dict | None = None, **kw) -> dict:
+    out = dict(DECODER_DEFAULTS)
+    out.update(cfg or {})
+    out.update(kw)
+    if out["width"] % 4:
+        raise ValueError("decoder width must be a multiple of 4 (2-D sin-cos table)")
+    if out["width"] % out["num_heads"]:
+        raise ValueError("decoder width must be a multiple of num_heads")
+    if out["image_size"] % out["patch_size"]:
+        raise ValueError("decoder image_size must be a multiple of patch_size")
+    if out["freq_dim"] % 2:
+        raise ValueError("freq_dim must be even")
+    if out["prediction"] not in ("x", "v"):
+        raise ValueError("prediction must be 'x' or 'v'")
+    return out
+
+
+def encoder_config_from_hf(hf: dict) -> dict:
+    """Encoder config from a Hugging Face config.json dict (Dinov2 / Dinov2WithRegisters)."""
+    keys = [k for k in ENCODER_DEFAULTS if k not in ("image_mean", "image_std")]
+    return encoder_config({k: hf[k] for k in keys if k in hf})
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, (H/p)*(W/p), C*p*p]; patches row-major, features (c, ky, kx)."""
+    b, c, h, w = x.shape
+    gh, gw = h // p, w // p
+    x = x[:, :, : gh * p, : gw * p]
+    x = x.reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, gh * gw, c * p * p)
+
+
+def unpatchify(x: torch.Tensor, p: int, gh: int, gw: int, c: int = 3) -> torch.Tensor:
+    """Inverse of patchify: [B, gh*gw, c*p*p] -> [B, c, gh*p, gw*p]."""
+    b = x.shape[0]
+    x = x.reshape(b, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, gh * p, gw * p)
+
+
+def attention(x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(head_dim)) V with heads as contiguous chunks; returns [B, T, heads*hd]."""
+    b, t, _ = q.shape
+    hd = q.shape[-1] // heads
+    q = q.reshape(b, t, heads, hd).transpose(1, 2)
+    k = k.reshape(b, t, heads, hd).transpose(1, 2)
+    v = v.reshape(b, t, heads, hd).transpose(1, 2)
+    w = torch.softmax((q @ k.transpose(-1, -2)) * (hd ** -0.5), dim=-1)
+    return (w @ v).transpose(1, 2).reshape(b, t, heads * hd)
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder: Hugging Face Dinov2Model / Dinov2WithRegistersModel, checkpoint key names
+
+class _PatchEmbeddings(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        p = cfg["patch_size"]
+        self.projection = nn.Conv2d(cfg["num_channels"], cfg["hidden_size"], kernel_size=p, stride=p)
+
+    def forward(self, x):
+        return self.projection(x).flatten(2).transpose(1, 2)
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d = cfg["hidden_size"]
+        n = (cfg["image_size"] // cfg["patch_size"]) ** 2
+        self.cfg = cfg
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, d))  # kept for key compatibility, unused
+        if cfg["num_register_tokens"] > 0:
+            self.register_tokens = nn.Parameter(torch.zeros(1, cfg["num_register_tokens"], d))
+        else:
+            self.register_tokens = None
+        self.patch_embeddings = _PatchEmbeddings(cfg)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, n + 1, d))
+
+    def interpolate_pos_encoding(self, num_patches: int, height: int, width: int) -> torch.Tensor:
+        pos = self.position_embeddings
+        num_positions = pos.shape[1] - 1
+        if num_patches == num_positions and height == width:
+            return pos
+        p = self.cfg["patch_size"]
+        gh, gw = height // p, width // p
+        side = int(num_positions ** 0.5)
+        d = pos.shape[-1]
+        patch = pos[:, 1:].reshape(1, side, side, d).permute(0, 3, 1, 2)
+        # transformers resizes in float32 (to keep fp16/bf16 models accurate); we resize in the
+        # working precision when it is fp32/fp64, which is identical for fp32.
+        work = patch.dtype if patch.dtype in (torch.float32, torch.float64) else torch.float32
+        patch = F.interpolate(
+            patch.to(work), size=(gh, gw), mode="bicubic", align_corners=False,
+            antialias=self.cfg["num_register_tokens"] > 0,
+        ).to(pos.dtype)
+        patch = patch.permute(0, 2, 3, 1).reshape(1, gh * gw, d)
+        return torch.cat([pos[:, :1], patch], dim=1)
+
+    def forward(self, pixels, cls_token=None):
+        b, _, h, w = pixels.shape
+        e = self.patch_embeddings(pixels)
+        cls = self.cls_token if cls_token is None else cls_token.reshape(1, 1, -1)
+        x = torch.cat([cls.expand(b, -1, -1), e], dim=1)
+        x = x + self.interpolate_pos_encoding(e.shape[1], h, w)
+        if self.register_tokens is not None:
+            x = torch.cat([x[:, :1], self.register_tokens.expand(b, -1, -1), x[:, 1:]], dim=1)
+        return x
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d = cfg["hidden_size"]
+        self.query = nn.Linear(d, d, bias=cfg["qkv_bias"])
+        self.key = nn.Linear(d, d, bias=cfg["qkv_bias"])
+        self.value = nn.Linear(d, d, bias=cfg["qkv_bias"])
+
+
+class _AttnOutput(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.dense = nn.Linear(cfg["hidden_size"], cfg["hidden_size"])
+
+
+class _Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.heads = cfg["num_attention_heads"]
+        self.attention = _SelfAttention(cfg)
+        self.output = _AttnOutput(cfg)
+
+    def forward(self, x):
+        a = self.attention
+        return self.output.dense(attention(x, a.query(x), a.key(x), a.value(x), self.heads))
+
+
+class _LayerScale(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.lambda1 = nn.Parameter(cfg["layerscale_value"] * torch.ones(cfg["hidden_size"]))
+
+    def forward(self, x):
+        return x * self.lambda1
+
+
+class _MLP(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU
+
+
+class _Layer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+        self.norm1 = nn.LayerNorm(d, eps=eps)
+        self.attention = _Attention(cfg)
+        self.layer_scale1 = _LayerScale(cfg)
+        self.norm2 = nn.LayerNorm(d, eps=eps)
+        self.mlp = _MLP(d, int(d * cfg["mlp_ratio"]))
+        self.layer_scale2 = _LayerScale(cfg)
+
+    def forward(self, h):
+        h = h + self.layer_scale1(self.attention(self.norm1(h)))
+        return h + self.layer_scale2(self.mlp(self.norm2(h)))
+
+
+class _Layers(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.layer = nn.ModuleList([_Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
+
+
+class Dinov2Encoder(nn.Module):
+    """HF Dinov2Model (num_register_tokens == 0) or Dinov2WithRegistersModel (> 0).
+
+    state_dict() keys are exactly those of a Hugging Face checkpoint file (`embeddings.cls_token`,
+    `encoder.layer.{i}.attention.attention.query.weight`, ..., `layernorm.bias`).
+    forward(pixels) -> (token [B, D] = layernorm(h)[:, 0], last_hidden_state [B, T, D]).
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = encoder_config(config)
+        self.embeddings = _Embeddings(self.config)
+        self.encoder = _Layers(self.config)
+        self.layernorm = nn.LayerNorm(self.config["hidden_size"], eps=self.config["layer_norm_eps"])
+
+    def forward(self, pixels: torch.Tensor, cls_token: torch.Tensor | None = None):
+        """`cls_token` ([D] or [1,1,D]) replaces embeddings.cls_token when given (frozen copy)."""
+        h = self.embeddings(pixels, cls_token)
+        for layer in self.encoder.layer:
+            h = layer(h)
+        out = self.layernorm(h)
+        return out[:, 0], out
+
+
+# ----------------------------------------------------------------------------------------------
+# adapter
+
+class Adapter(nn.Module):
+    """z = c + proj(c) with proj a zero-initialized Linear(D, D)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, c):
+        return c + self.proj(c)
+
+
+# ----------------------------------------------------------------------------------------------
+# flow decoder
+
+def timestep_features(t: torch.Tensor, freq_dim: int) -> torch.Tensor:
+    """concat(cos(1000 t f_k), sin(1000 t f_k)), f_k = exp(-ln(10000) k / (F/2)), k < F/2."""
+    half = freq_dim // 2
+    k = torch.arange(half, dtype=t.dtype, device=t.device)
+    f = torch.exp(-math.log(10000.0) * k / half)
+    a = 1000.0 * t[:, None] * f[None]
+    return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
+
+
+def sincos_2d(grid_h: int, grid_w: int, width: int, dtype=torch.float64) -> torch.Tensor:
+    """P[i*grid_w + j] = concat(sin(i w), cos(i w), sin(j w), cos(j w)), w_k = 10000^(-k/(W/4))."""
+    q = width // 4
+    k = torch.arange(q, dtype=torch.float64)
+    w = 10000.0 ** (-k / q)
+    i = torch.arange(grid_h, dtype=torch.float64)[:, None].expand(grid_h, grid_w).reshape(-1)
+    j = torch.arange(grid_w, dtype=torch.float64)[None, :].expand(grid_h, grid_w).reshape(-1)
+    ai, aj = i[:, None] * w[None], j[:, None] * w[None]
+    return torch.cat([torch.sin(ai), torch.cos(ai), torch.sin(aj), torch.cos(aj)], dim=1).to(dtype)
+
+
+def layer_norm_plain(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.layer_norm(x, (x.shape[-1],), eps=eps)
+
+
+class _TEmbed(nn.Module):
+    def __init__(self, f, w):
+        super().__init__()
+        self.fc1 = nn.Linear(f, w)
+        self.fc2 = nn.Linear(w, w)
+
+    def forward(self, x):
+        return self.fc2(F.silu(self.fc1(x)))
+
+
+class _DecAttn(nn.Module):
+    def __init__(self, w, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(w, 3 * w)
+        self.proj = nn.Linear(w, w)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.proj(attention(x, q, k, v, self.heads))
+
+
+class _DecBlock(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        w = cfg["width"]
+        self.eps = cfg["layer_norm_eps"]
+        self.ada = nn.Linear(w, 6 * w)
+        self.attn = _DecAttn(w, cfg["num_heads"])
+        self.mlp = _MLP(w, int(w * cfg["mlp_ratio"]))
+
+    def forward(self, h, c):
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(c))[:, None].chunk(6, dim=-1)
+        h = h + g1 * self.attn(layer_norm_plain(h, self.eps) * (1 + sc1) + sh1)
+        return h + g2 * self.mlp(layer_norm_plain(h, self.eps) * (1 + sc2) + sh2)
+
+
+class _Final(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        w, p = cfg["width"], cfg["patch_size"]
+        self.eps = cfg["layer_norm_eps"]
+        self.ada = nn.Linear(w, 2 * w)
+        self.linear = nn.Linear(w, 3 * p * p)
+
+    def forward(self, h, c):
+        sh, sc = self.ada(F.silu(c))[:, None].chunk(2, dim=-1)
+        return self.linear(layer_norm_plain(h, self.eps) * (1 + sc) + sh)
+
+
+class FlowDecoder(nn.Module):
+    """Pixel-space flow decoder. forward(x_t, t, z) -> raw output `out` [B,3,S,S]."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        cfg = self.config = decoder_config(config)
+        w, p, s = cfg["width"], cfg["patch_size"], cfg["image_size"]
+        self.grid = s // p
+        self.patch_embed = nn.Linear(3 * p * p, w)
+        self.latent_embed = nn.Linear(cfg["token_dim"], w)
+        self.t_embed = _TEmbed(cfg["freq_dim"], w)
+        self.blocks = nn.ModuleList([_DecBlock(cfg) for _ in range(cfg["depth"])])
+        self.final = _Final(cfg)
+        self.register_buffer("pos", sincos_2d(self.grid, self.grid, w, torch.float32), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Xavier-uniform weights, zero biases; adaLN-Zero: ada, final.ada, final.linear zero."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for blk in self.blocks:
+            nn.init.zeros_(blk.ada.weight)
+            nn.init.zeros_(blk.ada.bias)
+        for m in (self.final.ada, self.final.linear):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def _apply(self, fn, *args, **kwargs):
+        # keep the fixed table in full precision of the module dtype (recomputed, not cast)
+        out = super()._apply(fn, *args, **kwargs)
+        self.pos = sincos_2d(self.grid, self.grid, self.config["width"], self.patch_embed.weight.dtype).to(
+            self.patch_embed.weight.device)
+        return out
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        p = self.config["patch_size"]
+        c = self.t_embed(timestep_features(t.to(x_t.dtype), self.config["freq_dim"]))
+        lat = self.latent_embed(z)[:, None]
+        h = torch.cat([lat, self.patch_embed(patchify(x_t, p)) + self.pos], dim=1)
+        for blk in self.blocks:
+            h = blk(h, c)
+        o = self.final(h[:, 1:], c)
+        return unpatchify(o, p, self.grid, self.grid)
+
+    def to_velocity(self, x_t, t, out):
+        if self.config["prediction"] == "v":
+            return out
+        den = torch.clamp(t.to(x_t.dtype), min=self.config["t_eps"])
+        return (x_t - out) / den[:, None, None, None]
+
+    def velocity(self, x_t, t, z):
+        return self.to_velocity(x_t, t, self.forward(x_t, t, z))
+
+
+# ----------------------------------------------------------------------------------------------
+# full model
+
+class RepTok(nn.Module):
+    """Encoder (trainable [CLS] input embedding) + frozen encoder copy + adapter + decoder.
+
+    The frozen copy holds the ORIGINAL encoder weights. With tune='cls' only
+    embeddings.cls_token of the encoder ever changes, so the frozen copy is the encoder itself
+    with its [CLS] embedding replaced by the buffer `frozen_cls_token` (saved as
+    `frozen.cls_token`).
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = {"encoder": encoder_config(config["encoder"]),
+                       "decoder": decoder_config(config["decoder"])}
+        self.encoder = Dinov2Encoder(self.config["encoder"])
+        d = self.config["encoder"]["hidden_size"]
+        if self.config["decoder"]["token_dim"] != d:
+            raise ValueError("decoder token_dim must equal encoder hidden_size")
+        self.adapter = Adapter(d)
+        self.decoder = FlowDecoder(self.config["decoder"])
+        self.register_buffer("frozen_cls_token", self.encoder.embeddings.cls_token.detach().clone())
+
+    def reset_frozen(self):
+        """Snapshot the current encoder [CLS] embedding as the frozen one (call after loading SSL weights)."""
+        self.frozen_cls_token = self.encoder.embeddings.cls_token.detach().clone()
+
+    def set_tune(self, tune: str = "cls"):
+        """Set requires_grad: tune='cls' -> encoder cls_token + adapter + decoder trainable."""
+        if tune not in ("cls", "none"):
+            raise ValueError("tune must be 'cls' or 'none'")
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.embeddings.cls_token.requires_grad_(tune == "cls")
+        for p in list(self.adapter.parameters()) + list(self.decoder.parameters()):
+            p.requires_grad_(True)
+
+    def trainable_named_parameters(self):
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def encode(self, pixels_enc):
+        """The latent z = adapter(encoder token)."""
+        return self.adapter(self.encoder(pixels_enc)[0])
+
+    def frozen_token(self, pixels_enc):
+        with torch.no_grad():
+            return self.encoder(pixels_enc, cls_token=self.frozen_cls_token)[0]
+
+    def training_loss(self, pixels_enc, x, t, noise, lam, tune: str = "cls", return_z: bool = False):
+        """(loss, flow_loss, cos_loss): flow = mean((v - (noise - x))^2), cos = mean_b(1 - cos(z, c0))."""
+        self.set_tune(tune)
+        c = self.encoder(pixels_enc)[0]
+        c0 = self.frozen_token(pixels_enc)
+        z = self.adapter(c)
+        tb = t.to(x.dtype)[:, None, None, None]
+        x_t = (1 - tb) * x + tb * noise
+        v = self.decoder.velocity(x_t, t, z)
+        flow = torch.mean((v - (noise - x)) ** 2)
+        cos = (z * c0).sum(-1) / (z.norm(dim=-1) * c0.norm(dim=-1))
+        cos_loss = torch.mean(1 - cos)
+        loss = flow + lam * cos_loss
+        if return_z:
+            return loss, flow, cos_loss, z
+        return loss, flow, cos_loss
+
+
+# ----------------------------------------------------------------------------------------------
+# safetensors helpers
+
+def reptok_metadata(encoder: dict | None = None, decoder: dict | None = None, **extra) -> dict:
+    """`__metadata__` dict with `reptok.config` = JSON {format, version, encoder, decoder, ...}."""
+    cfg: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if encoder is not None:
+        cfg["encoder"] = encoder
+    if decoder is not None:
+        cfg["decoder"] = decoder
+    cfg.update(extra)
+    return {CONFIG_KEY: json.dumps(cfg, sort_keys=True)}
+
+
+def prefixed_state(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in module.state_dict().items()}
+
+
+def reptok_state(model: RepTok, include_frozen: bool = True) -> dict[str, torch.Tensor]:
+    sd = {}
+    sd.update(prefixed_state("encoder.", model.encoder))
+    sd.update(prefixed_state("adapter.", model.adapter))
+    sd.update(prefixed_state("decoder.", model.decoder))
+    if include_frozen:
+        sd["frozen.cls_token"] = model.frozen_cls_token
+    return sd
+
+
+_ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+
+
+def save_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
+                 dtype=torch.float32):
+    """Write a safetensors file byte-reproducibly: tensors sorted by name, header keys sorted
+    (safetensors.torch.save_file orders `__metadata__` arbitrarily). Floating tensors are cast to
+    `dtype`. The result is a standard safetensors file."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu()
+        if t.is_floating_point():
+            t = t.to(dtype)
+        t = t.contiguous()
+        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def load_state_dict_file(path: str):
+    """(tensors, metadata) of a safetensors file."""
+    from safetensors import safe_open
+    tensors = {}
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        for k in f.keys():
+            tensors[k] = f.get_tensor(k)
+    return tensors, meta
+
+
+def save_reptok(path: str, model: RepTok, include_frozen: bool = True, extra_tensors: dict | None = None,
+                extra_metadata: dict[str, str] | None = None):
+    sd = reptok_state(model, include_frozen)
+    sd.update(extra_tensors or {})
+    meta = reptok_metadata(model.config["encoder"], model.config["decoder"])
+    meta.update(extra_metadata or {})
+    save_tensors(path, sd, meta)
+
+
+def load_reptok(path: str, dtype=torch.float32) -> RepTok:
+    tensors, meta = load_state_dict_file(path)
+    cfg = json.loads(meta[CONFIG_KEY])
+    if cfg.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} file")
+    model = RepTok(cfg)
+    _load_part(model.encoder, tensors, "encoder.")
+    _load_part(model.adapter, tensors, "adapter.")
+    _load_part(model.decoder, tensors, "decoder.")
+    if "frozen.cls_token" in tensors:
+        model.frozen_cls_token = tensors["frozen.cls_token"].clone()
+    else:
+        model.reset_frozen()
+    return model.to(dtype)
+
+
+def _load_part(module: nn.Module, tensors: dict, prefix: str) -> nn.Module:
+    """Load `prefix`+name for every key of the module (all must be present); other keys are ignored."""
+    want = module.state_dict().keys()
+    missing = [k for k in want if prefix + k not in tensors]
+    if missing:
+        raise KeyError(f"missing tensors: {[prefix + k for k in missing]}")
+    module.load_state_dict({k: tensors[prefix + k] for k in want})
+    return module
+
+
+def load_encoder(path: str, prefix: str = "encoder.", config: dict | None = None) -> Dinov2Encoder:
+    """Encoder from a combined file (prefix 'encoder.') or a bare HF checkpoint (prefix '', config
+    from its config.json via encoder_config_from_hf)."""
+    tensors, meta = load_state_dict_file(path)
+    if config is None:
+        config = json.loads(meta[CONFIG_KEY])["encoder"]
+    return _load_part(Dinov2Encoder(config), tensors, prefix)
+
+
+def load_decoder(path: str, prefix: str = "decoder.", config: dict | None = None) -> FlowDecoder:
+    tensors, meta = load_state_dict_file(path)
+    if config is None:
+        config = json.loads(meta[CONFIG_KEY])["decoder"]
+    return _load_part(FlowDecoder(config), tensors, prefix)
+
+
+__all__ = [
+    "Dinov2Encoder", "Adapter", "FlowDecoder", "RepTok", "patchify", "unpatchify", "timestep_features",
+    "sincos_2d", "encoder_config", "decoder_config", "encoder_config_from_hf", "reptok_metadata",
+    "reptok_state", "save_tensors", "load_state_dict_file", "save_reptok", "load_reptok", "load_encoder",
+    "load_decoder",
+]
