@@ -7,7 +7,7 @@ let package = Package(
     name: "reptok",
     products: [
         .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
-                                           "RepTokFormat", "RepTokImage"]),
+                                           "RepTokFormat", "RepTokImage", "RepTokData"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
     ],
     dependencies: [
@@ -35,6 +35,9 @@ let package = Package(
         // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
         .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
 
+        // Training data: packed whole images, random-resized-crop views.
+        .target(name: "RepTokData", dependencies: ["RepTokTensor", "RepTokImage"]),
+
         .executableTarget(name: "rtbench", dependencies: [
             "RepTokModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -42,6 +45,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors"]),
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage"]),
+        .testTarget(name: "DataTests", dependencies: ["RepTokData"]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
                     resources: [.copy("Fixtures")]),
