@@ -18,8 +18,8 @@ public enum Attention {
         let scale = 1 / Float(dh).squareRoot()
         let probs = Tensor(uninitialized: keepProbs ? [B, heads, T, T] : [min(B * heads, 8), T, T])
         let jobs = B * heads
-        // Each (b, h) is independent; run them two at a time on single-threaded BLAS calls when
-        // there are several, which beats threading each small GEMM.
+        // Each (b, h) is independent; run them on the engine's threads, each product on one
+        // thread (they are below BLAS.gemm's split size), which beats threading each small GEMM.
         forEachHead(jobs) { job, slot in
             let b = job / heads, h = job % heads
             let base = qkv.data + b * T * C3
@@ -67,11 +67,9 @@ public enum Attention {
             for j in 0..<jobs { body(j, 0) }
             return
         }
-        Engine.withBLASThreads(1) {
-            Engine.parallelFor(workers) { w in
-                var j = w
-                while j < jobs { body(j, w); j += workers }
-            }
+        Engine.parallelFor(workers) { w in
+            var j = w
+            while j < jobs { body(j, w); j += workers }
         }
     }
 }

@@ -13,12 +13,17 @@ public enum Engine {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    private static let setup: Void = { rt_blas_set_threads(Int32(threads)) }()
+    /// OpenBLAS itself always runs on one thread; see BLAS.gemm.
+    private static let setup: Void = { rt_blas_set_threads(1) }()
 
-    /// Sets the thread count for BLAS and the engine's own loops.
+    /// Whether BLAS.gemm splits large products in two (always true in normal use; a benchmark
+    /// can turn it off to measure one-thread sgemm).
+    nonisolated(unsafe) public static var splitLargeProducts = true
+
+    /// Sets the thread count of the engine's loops and product splits.
     public static func setThreads(_ n: Int) {
+        ensureSetup()
         threads = max(1, n)
-        rt_blas_set_threads(Int32(threads))
     }
 
     /// Makes sure BLAS uses the configured count (called by kernels before the first BLAS call).
@@ -49,13 +54,3 @@ public enum Engine {
     }
 }
 
-extension Engine {
-    /// Runs `body` with BLAS limited to `n` threads (for regions that parallelize over many
-    /// small products themselves), then restores the engine's count.
-    public static func withBLASThreads(_ n: Int, _ body: () -> Void) {
-        ensureSetup()
-        rt_blas_set_threads(Int32(n))
-        body()
-        rt_blas_set_threads(Int32(threads))
-    }
-}

@@ -22,6 +22,9 @@ struct RTBench: ParsableCommand {
     @Option(name: .long, help: "Write the benchmark's decoder weights here (safetensors) for the PyTorch side.")
     var saveWeights: String?
     @Flag(name: .long, help: "Print JSON.") var json = false
+    @Option(name: .long, help: "Only run the decoder forward at this batch size this many times (for profilers).")
+    var profileForward: Int?
+    @Option(name: .long, help: "Batch size for --profile-forward.") var profileBatch = 1
 
     func median(_ f: () -> Void) -> Double {
         f()  // warm-up
@@ -51,6 +54,12 @@ struct RTBench: ParsableCommand {
                                 to: path)
         }
         let philox = Philox4x32(seed: 7)
+        if let n = profileForward {
+            let B = profileBatch
+            let x = philox.gaussian([B, 3, size, size]), z = philox.gaussian([B, enc.hiddenSize], stream: 1)
+            for _ in 0..<n { _ = decoder.forward(x, t: [Float](repeating: 0.5, count: B), z: z) }
+            return
+        }
         var rows: [(String, Double, Double)] = []  // name, seconds, GFLOP
         let fwdFlops = dcfg.forwardFLOPs / 1e9
         for B in [1, 8] {
@@ -64,7 +73,7 @@ struct RTBench: ParsableCommand {
         let gemmRate: Double = {
             let T = dcfg.tokens, W = width, M = 8 * T, H = W * 4
             let shapes = [(M, 3 * W, W), (M, W, W), (M, H, W), (M, W, H)]
-            let a = Tensor([M, H]), b = Tensor([H, 3 * W]), c = Tensor([M, 3 * W])
+            let a = Tensor([M, H]), b = Tensor([H, 3 * W]), c = Tensor([M, H])
             rng.fillNormal(a, std: 1); rng.fillNormal(b, std: 1)
             var flops = 0.0
             for (m, n, k) in shapes { flops += 2 * Double(m * n * k) }

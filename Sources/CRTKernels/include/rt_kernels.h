@@ -1,6 +1,7 @@
 /* reptok elementwise kernels: fp32, contiguous, row-major.
- * Each kernel exists as an x86-64 baseline build and an AVX2/FMA build (x86-64-v3); the loader
- * picks one at run time (target_clones), so no compiler flag is needed to build or use them.
+ * Each kernel exists as an x86-64 baseline build, an AVX2/FMA build (x86-64-v3) and an AVX-512
+ * build (x86-64-v4); the loader picks one at run time (target_clones), so no compiler flag is
+ * needed to build or use them.
  * Conventions: forward kernels write their outputs; backward kernels ACCUMULATE (+=) into
  * input and parameter gradients, so residual branches can share one gradient buffer.
  * Row kernels take [row0, row1) so callers can split rows across threads. */

@@ -1,5 +1,0 @@
-#ifndef REPTOK_RT_JPEG_H
-#define REPTOK_RT_JPEG_H
-/* in progress */
-int rt_jpeg_placeholder(void);
-#endif

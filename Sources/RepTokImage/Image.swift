@@ -1,1 +1,0 @@
-// image I/O (in progress)
