@@ -7,7 +7,7 @@ let package = Package(
     name: "reptok",
     products: [
         .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
-                                           "RepTokFormat", "RepTokImage", "RepTokData"]),
+                                           "RepTokFormat", "RepTokImage", "RepTokData", "RepTokCodec"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
     ],
     dependencies: [
@@ -38,6 +38,10 @@ let package = Package(
         // Training data: packed whole images, random-resized-crop views.
         .target(name: "RepTokData", dependencies: ["RepTokTensor", "RepTokImage"]),
 
+        // The codec: quantizer, model registry, encode/decode of .rtk records.
+        .target(name: "RepTokCodec", dependencies: ["RepTokModels", "RepTokFormat", "RepTokImage"],
+                resources: [.copy("Models")]),
+
         .executableTarget(name: "rtbench", dependencies: [
             "RepTokModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -46,6 +50,7 @@ let package = Package(
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData"]),
+        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec"]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
                     resources: [.copy("Fixtures")]),

@@ -103,7 +103,7 @@ public final class EncoderLayer: Module {
         let h1 = Ops.add(h, Ops.colScale(a, ls1.value))
         let f = mlp.forward(norm2.forward(h1, cache: cache), cache: cache)
         let h2 = Ops.add(h1, Ops.colScale(f, ls2.value))
-        if cache { self.a = a; self.f = f; self.B = B; self.T = T } else { self.a = nil; self.f = nil }
+        if cache { self.a = a; self.f = f; self.B = B; self.T = T }
         return h2
     }
 

@@ -22,7 +22,7 @@ public final class Linear: Module {
 
     /// x: [..., in] -> [rows, out]. Keeps x for backward when `cache` is true.
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        input = cache ? x : nil
+        if cache { input = x }   // inference touches no state: concurrent forwards are safe
         return Ops.linear(x, weight.value, bias?.value)
     }
 

@@ -20,7 +20,7 @@ public final class LayerNorm: Module {
 
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
         let (y, st) = Ops.layerNorm(x, weight?.value, bias?.value, eps: eps)
-        if cache { input = x; stats = st } else { input = nil; stats = nil }
+        if cache { input = x; stats = st }
         return y
     }
 
@@ -47,7 +47,7 @@ public final class RMSNorm: Module {
 
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
         let (y, st) = Ops.rmsNorm(x, weight?.value, eps: eps)
-        if cache { input = x; stats = st } else { input = nil; stats = nil }
+        if cache { input = x; stats = st }
         return y
     }
 

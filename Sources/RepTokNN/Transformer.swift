@@ -52,7 +52,6 @@ public final class SelfAttention: Module {
         let (o, c) = Attention.forward(buf, B: B, T: T, heads: heads, keepProbs: cache)
         let y = proj.forward(o, cache: cache)
         if cache { input = x; packed = buf; cacheAttn = c; self.B = B; self.T = T }
-        else { input = nil; packed = nil; cacheAttn = nil }
         return y
     }
 
@@ -91,7 +90,7 @@ public final class MLP: Module {
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
         let h = fc1.forward(x, cache: cache)
         let a = Ops.gelu(h)
-        pre = cache ? h : nil
+        if cache { pre = h }
         return fc2.forward(a, cache: cache)
     }
 

@@ -1,0 +1,115 @@
+import Foundation
+import RepTokFormat
+import RepTokImage
+import RepTokModels
+import RepTokTensor
+
+/// Options for encoding one image.
+public struct EncodeOptions: Sendable {
+    /// Quality level 1 (smallest) ... 9 (best); nil = the model's default.
+    public var level: Int?
+    /// Pick the highest level whose whole record fits in this many bytes.
+    public var targetBytes: Int?
+    /// Decoder seed written into the file.
+    public var seed: UInt64 = 0
+    /// Sampler and steps written into the file; nil = the model's defaults.
+    public var sampler: RTKSampler?
+    public var steps: Int?
+    /// Optional record name (a plain relative path).
+    public var name: String?
+
+    public init(level: Int? = nil, targetBytes: Int? = nil, seed: UInt64 = 0, sampler: RTKSampler? = nil,
+                steps: Int? = nil, name: String? = nil) {
+        self.level = level; self.targetBytes = targetBytes; self.seed = seed
+        self.sampler = sampler; self.steps = steps; self.name = name
+    }
+}
+
+/// Options for decoding one record.
+public struct DecodeOptions: Sendable {
+    /// Override the file's step count / seed.
+    public var steps: Int?
+    public var seed: UInt64?
+    /// Write the model-resolution image instead of resizing back to the original size.
+    public var native = false
+    /// Explicit output size (overrides both).
+    public var size: (width: Int, height: Int)?
+    public var limits = ImageLimits.default
+
+    public init(steps: Int? = nil, seed: UInt64? = nil, native: Bool = false, size: (width: Int, height: Int)? = nil) {
+        self.steps = steps; self.seed = seed; self.native = native; self.size = size
+    }
+}
+
+/// Image <-> .rtk record. Thin executables wrap these calls.
+public enum Codec {
+    /// The model's input view of an image: the WHOLE picture squashed to S x S (no crop, no pad).
+    public static func modelView(_ img: RGBImage, size S: Int) -> RGBImage {
+        Resample.resize(img, width: S, height: S, filter: .area)
+    }
+
+    /// The latent token z [1, D] of an image.
+    public static func token(_ img: RGBImage, model: CodecModel) -> Tensor {
+        let S = model.imageSize
+        let view = modelView(img, size: S)
+        let px = Tensor([1, 3, S, S], view.planarFloats(scale: 1, offset: 0))
+        return model.adapter.forward(model.encoder.forward(model.encoder.normalize(pixels255: px)).token)
+    }
+
+    /// Encodes an image into one record.
+    public static func encode(_ img: RGBImage, model: CodecModel, options o: EncodeOptions = .init()) throws -> RTKRecord {
+        guard img.width >= 1, img.height >= 1, img.width <= 65535, img.height <= 65535 else {
+            throw CodecError.image("image size \(img.width)x\(img.height) is outside 1-65535")
+        }
+        let z = token(img, model: model)
+        let sampler = o.sampler ?? (model.codec.defaultSampler == "heun" ? .heun : .euler)
+        let steps = o.steps ?? model.codec.defaultSteps
+        func record(level: Int) throws -> RTKRecord {
+            let payload = try model.quantizer.encode(z.data, level: level)
+            return RTKRecord(fingerprint: model.fingerprint, width: img.width, height: img.height, level: level,
+                             seed: o.seed, sampler: sampler, steps: steps, name: o.name, payload: payload)
+        }
+        if let target = o.targetBytes {
+            for level in Quantizer.levels.reversed() {
+                let r = try record(level: level)
+                if try r.serializedCount <= target { return r }
+            }
+            throw CodecError.noLevelFits(target)
+        }
+        let level = o.level ?? model.codec.defaultLevel
+        guard Quantizer.levels.contains(level) else { throw CodecError.badLevel(level) }
+        return try record(level: level)
+    }
+
+    /// The dequantized latent of a record.
+    public static func latent(_ rec: RTKRecord, model: CodecModel) throws -> Tensor {
+        let z = try model.quantizer.decode(rec.payload, level: rec.level)
+        return Tensor([1, z.count], z)
+    }
+
+    /// Runs the flow decoder from the record's seeded noise: the model-resolution image in
+    /// decoder space [1, 3, S, S].
+    public static func decodeRaw(latent z: Tensor, model: CodecModel, seed: UInt64, sampler: RTKSampler, steps: Int) -> Tensor {
+        let S = model.imageSize, B = z.shape[0]
+        let noise = Philox4x32(seed: seed).gaussian([B, 3, S, S])
+        let kind: SamplerKind = sampler == .heun ? .heun : .euler
+        return FlowSampler(kind, steps: steps).sample(noise: noise) { x, t in
+            model.decoder.predictVelocity(x, t: t, z: z)
+        }
+    }
+
+    /// Decodes a record to pixels: at the model resolution with `native`, else at the record's
+    /// original size (or `size`).
+    public static func decode(_ rec: RTKRecord, model: CodecModel, options o: DecodeOptions = .init()) throws -> RGBImage {
+        guard rec.fingerprint == model.fingerprint else { throw CodecError.unknownModel(rec.fingerprint) }
+        let steps = o.steps ?? rec.steps
+        guard (1...1000).contains(steps) else { throw CodecError.model("steps \(steps) outside 1-1000") }
+        let (w, h) = o.size ?? (o.native ? (model.imageSize, model.imageSize) : (rec.width, rec.height))
+        do { try o.limits.checkOutput(width: w, height: h) } catch { throw CodecError.image("\(error)") }
+        let x = decodeRaw(latent: try latent(rec, model: model), model: model, seed: o.seed ?? rec.seed,
+                          sampler: rec.sampler, steps: steps)
+        let S = model.imageSize
+        let img = RGBImage(planar: x.array, width: S, height: S)
+        return (w == S && h == S) ? img : Resample.resize(img, width: w, height: h, filter: .lanczos3)
+    }
+}

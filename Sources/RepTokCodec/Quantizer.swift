@@ -1,0 +1,224 @@
+import Foundation
+import RepTokFormat
+import RepTokTensor
+
+/// Token quantizer: a PCA rotation of the standardized token, uniform scalar quantization with a
+/// step set by the quality level, zigzag varints, then zstd with a dictionary trained on
+/// quantized training tokens.
+///
+/// Stored in the model file under `quantizer.`:
+/// - `quantizer.mean` [D]: per-dimension mean of training tokens
+/// - `quantizer.rotation` [D, D]: rows are principal directions, by decreasing variance
+/// - `quantizer.sigma` [D]: standard deviation of each principal coordinate
+/// - `quantizer.dictionary` [n] (U8): the zstd dictionary (may be empty: [0])
+/// and in `reptok.config` a `quantizer` part with `base_step` (the step at level 5, in units of
+/// the first component's sigma) and the level table.
+public struct Quantizer: Sendable, Equatable {
+    public static let levels = 1...9
+    public let dim: Int
+    public let mean: [Float]
+    public let rotation: [Float]     // [D, D] row-major
+    public let sigma: [Float]
+    public let dictionary: [UInt8]
+    /// Quantizer step at level 5, in absolute units of the rotated coordinates.
+    public let baseStep: Float
+    /// Varints beyond this count are never written (hard cap on payload work).
+    public static let maxPayload = 4096
+
+    public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float) {
+        dim = mean.count
+        self.mean = mean; self.rotation = rotation; self.sigma = sigma
+        self.dictionary = dictionary; self.baseStep = baseStep
+    }
+
+    /// Each level halves the step variance of the previous one: step = base * 2^((5 - L) / 2).
+    public func step(level: Int) -> Float {
+        baseStep * Float(pow(2.0, Double(5 - level) / 2))
+    }
+
+    /// Rotated coordinates y = R (z - mean).
+    public func rotate(_ z: UnsafePointer<Float>) -> [Float] {
+        var y = [Float](repeating: 0, count: dim)
+        for i in 0..<dim {
+            var acc = 0.0
+            let row = i * dim
+            for j in 0..<dim { acc += Double(rotation[row + j]) * Double(z[j] - mean[j]) }
+            y[i] = Float(acc)
+        }
+        return y
+    }
+
+    /// z = mean + R^T y
+    public func unrotate(_ y: [Float]) -> [Float] {
+        var z = [Double](repeating: 0, count: dim)
+        for i in 0..<dim where y[i] != 0 {
+            let row = i * dim, yi = Double(y[i])
+            for j in 0..<dim { z[j] += Double(rotation[row + j]) * yi }
+        }
+        return (0..<dim).map { Float(z[$0]) + mean[$0] }
+    }
+
+    /// Integer symbols for a token at a level.
+    public func symbols(_ z: UnsafePointer<Float>, level: Int) -> [Int32] {
+        let s = step(level: level)
+        return rotate(z).map { Int32(max(-1_000_000, min(1_000_000, ($0 / s).rounded()))) }
+    }
+
+    /// Symbols -> varint bytes (zigzag), trailing zeros dropped.
+    public static func pack(_ q: [Int32]) -> [UInt8] {
+        var n = q.count
+        while n > 0 && q[n - 1] == 0 { n -= 1 }
+        var out = [UInt8]()
+        out.reserveCapacity(n + 8)
+        for v in q[0..<n] {
+            var u = UInt32(bitPattern: (v << 1) ^ (v >> 31))
+            while u >= 0x80 { out.append(UInt8(u & 0x7f) | 0x80); u >>= 7 }
+            out.append(UInt8(u))
+        }
+        return out
+    }
+
+    public static func unpack(_ b: [UInt8], dim: Int) throws -> [Int32] {
+        var q = [Int32](), i = 0
+        q.reserveCapacity(dim)
+        while i < b.count {
+            guard q.count < dim else { throw CodecError.corruptPayload("more than \(dim) token values") }
+            var u: UInt32 = 0, shift: UInt32 = 0
+            while true {
+                guard i < b.count else { throw CodecError.corruptPayload("truncated token value") }
+                let byte = b[i]; i += 1
+                guard shift < 32 else { throw CodecError.corruptPayload("token value too long") }
+                u |= UInt32(byte & 0x7f) << shift
+                if byte & 0x80 == 0 { break }
+                shift += 7
+            }
+            let v = Int32(bitPattern: (u >> 1) ^ (0 &- (u & 1)))
+            guard abs(Int(v)) <= 1_000_000 else { throw CodecError.corruptPayload("token value out of range") }
+            q.append(v)
+        }
+        while q.count < dim { q.append(0) }
+        return q
+    }
+
+    /// Token -> payload bytes (zstd, magicless, with the dictionary).
+    public func encode(_ z: UnsafePointer<Float>, level: Int) throws -> [UInt8] {
+        let raw = Quantizer.pack(symbols(z, level: level))
+        return try RTKZstd.compress(raw, dictionary: dictionary.isEmpty ? nil : dictionary)
+    }
+
+    /// Payload bytes -> token.
+    public func decode(_ payload: [UInt8], level: Int) throws -> [Float] {
+        let raw: [UInt8]
+        do {
+            raw = try RTKZstd.decompress(payload, dictionary: dictionary.isEmpty ? nil : dictionary,
+                                         maxBytes: 5 * dim + 16)
+        } catch {
+            throw CodecError.corruptPayload("\(error)")
+        }
+        let q = try Quantizer.unpack(raw, dim: dim)
+        let s = step(level: level)
+        return unrotate(q.map { Float($0) * s })
+    }
+
+    // MARK: - Fitting
+
+    /// Fits mean, PCA rotation and sigmas to tokens [n, D] (Jacobi eigendecomposition in double).
+    public static func fit(tokens: [Float], dim D: Int, baseStepInSigma: Float = 0.25) -> Quantizer {
+        let n = tokens.count / D
+        var mean = [Double](repeating: 0, count: D)
+        for r in 0..<n { for j in 0..<D { mean[j] += Double(tokens[r * D + j]) } }
+        for j in 0..<D { mean[j] /= Double(max(n, 1)) }
+        var cov = [Double](repeating: 0, count: D * D)
+        var row = [Double](repeating: 0, count: D)
+        for r in 0..<n {
+            for j in 0..<D { row[j] = Double(tokens[r * D + j]) - mean[j] }
+            for i in 0..<D { let a = row[i]; if a == 0 { continue }; for j in i..<D { cov[i * D + j] += a * row[j] } }
+        }
+        for i in 0..<D { for j in i..<D { cov[i * D + j] /= Double(max(n - 1, 1)); cov[j * D + i] = cov[i * D + j] } }
+        let (vals, vecs) = jacobiEigen(cov, D)
+        let order = (0..<D).sorted { vals[$0] > vals[$1] }
+        var rot = [Float](repeating: 0, count: D * D)
+        var sig = [Float](repeating: 0, count: D)
+        for (k, e) in order.enumerated() {
+            // eigenvector e is column e of vecs; make its largest entry positive (deterministic sign)
+            var big = 0.0, sign = 1.0
+            for j in 0..<D where abs(vecs[j * D + e]) > big { big = abs(vecs[j * D + e]); sign = vecs[j * D + e] < 0 ? -1 : 1 }
+            for j in 0..<D { rot[k * D + j] = Float(sign * vecs[j * D + e]) }
+            sig[k] = Float(max(vals[e], 0).squareRoot())
+        }
+        return Quantizer(mean: mean.map { Float($0) }, rotation: rot, sigma: sig, dictionary: [],
+                         baseStep: max(sig.first ?? 1, 1e-6) * baseStepInSigma)
+    }
+
+    /// Cyclic Jacobi for a symmetric matrix: (eigenvalues, eigenvectors as columns).
+    static func jacobiEigen(_ a0: [Double], _ n: Int) -> ([Double], [Double]) {
+        var a = a0
+        var v = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { v[i * n + i] = 1 }
+        for _ in 0..<60 {
+            var off = 0.0
+            for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { off += a[i * n + j] * a[i * n + j] } }
+            if off < 1e-22 { break }
+            for p in 0..<n {
+                for q in (p + 1)..<max(p + 1, n) {
+                    let apq = a[p * n + q]
+                    if abs(apq) < 1e-300 { continue }
+                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * apq)
+                    let t = (theta >= 0 ? 1.0 : -1.0) / (abs(theta) + (theta * theta + 1).squareRoot())
+                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
+                    for k in 0..<n {
+                        let akp = a[k * n + p], akq = a[k * n + q]
+                        a[k * n + p] = c * akp - s * akq
+                        a[k * n + q] = s * akp + c * akq
+                    }
+                    for k in 0..<n {
+                        let apk = a[p * n + k], aqk = a[q * n + k]
+                        a[p * n + k] = c * apk - s * aqk
+                        a[q * n + k] = s * apk + c * aqk
+                    }
+                    for k in 0..<n {
+                        let vkp = v[k * n + p], vkq = v[k * n + q]
+                        v[k * n + p] = c * vkp - s * vkq
+                        v[k * n + q] = s * vkp + c * vkq
+                    }
+                }
+            }
+        }
+        return ((0..<n).map { a[$0 * n + $0] }, v)
+    }
+
+    /// The same quantizer with a zstd dictionary trained on these tokens' symbols at every level.
+    public func withDictionary(tokens: [Float], maxBytes: Int = 2048) -> Quantizer {
+        var samples = [[UInt8]]()
+        let n = tokens.count / dim
+        tokens.withUnsafeBufferPointer { tp in
+            for r in 0..<n {
+                for level in Quantizer.levels {
+                    samples.append(Quantizer.pack(symbols(tp.baseAddress! + r * dim, level: level)))
+                }
+            }
+        }
+        let dict = (try? RTKZstd.trainDictionary(samples: samples, maxBytes: maxBytes)) ?? []
+        return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep)
+    }
+}
+
+public enum CodecError: Error, CustomStringConvertible, Equatable {
+    case corruptPayload(String)
+    case unknownModel(UInt64)
+    case badLevel(Int)
+    case noLevelFits(Int)
+    case model(String)
+    case image(String)
+
+    public var description: String {
+        switch self {
+        case .corruptPayload(let s): return "corrupt token payload: \(s)"
+        case .unknownModel(let f): return String(format: "model %016llx not found (default model, -m, $REPTOK_MODEL_PATH, ~/.local/share/reptok/models)", f)
+        case .badLevel(let l): return "quality level \(l) is outside 1-9"
+        case .noLevelFits(let n): return "no quality level fits in \(n) bytes"
+        case .model(let s): return s
+        case .image(let s): return s
+        }
+    }
+}
