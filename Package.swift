@@ -9,6 +9,10 @@ let package = Package(
         .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
                                            "RepTokFormat", "RepTokImage", "RepTokData", "RepTokCodec"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
+        .executable(name: "rtenc", targets: ["rtenc"]),
+        .executable(name: "rtdec", targets: ["rtdec"]),
+        .executable(name: "rtinfo", targets: ["rtinfo"]),
+        .executable(name: "rttrain", targets: ["rttrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -20,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         // libjpeg reports errors by longjmp/exit: a small C wrapper turns them into return codes.
-        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Elementwise kernels, compiled for x86-64 baseline plus an AVX2/FMA clone chosen at run time.
         .target(name: "CRTKernels", linkerSettings: [.linkedLibrary("m")]),
 
@@ -46,12 +50,35 @@ let package = Package(
             "RepTokModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // The command-line tools: thin executables over RepTokCLI, which holds the shared option
+        // groups and the file handling (temp file + rename, terminal refusal, batch, signals).
+        .target(name: "RepTokCLI", dependencies: [
+            "RepTokCodec", "RepTokImage", "RepTokFormat", "RepTokTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "rtenc", dependencies: ["RepTokCLI"]),
+        .executableTarget(name: "rtdec", dependencies: ["RepTokCLI"]),
+        .executableTarget(name: "rtinfo", dependencies: ["RepTokCLI"]),
+
+        // The tokenizer trainer (training loop, checkpoints, export of codec model files, eval).
+        .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN",
+                                                   "RepTokTensor", "RepTokSafeTensors"]),
+        .executableTarget(name: "rttrain", dependencies: [
+            "RepTokTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors"]),
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec"]),
+        // Runs the built rtenc/rtdec/rtinfo binaries end to end.
+        .testTarget(name: "CLITests", dependencies: [
+            "rtenc", "rtdec", "rtinfo", "RepTokCodec", "RepTokFormat", "RepTokImage",
+            "RepTokSafeTensors", "RepTokModels",
+        ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
+        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain"]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -630,14 +630,27 @@ def extra_items(env: Env, rel):
     for p in sorted(glob.glob(str(r / "usr/share/stellarium/nebulae/default/*.png"))):
         items.append(Item("stellarium-data", rel(r, p), "GPL-2+ / per-image credits (stellarium-data)",
                           "astro", ("file", p)))
+    # cube2-data: only the colour maps (*_cc, *_col) of the material packages, the largest mip
+    # variant of each; normal/height/specular/dudv maps, flat colours, UI, particles, model skins,
+    # skyboxes and map shots are not photos.
     r = env.deb("cube2-data")
-    for p in sorted(glob.glob(str(r / "usr/share/**/*"), recursive=True)):
+    pk = r / "usr/share/games/cube2/packages"
+    skip_top = {"models", "caustics", "brushes", "particles", "icons", "hud", "fonts", "base", "wake", "skyboxes"}
+    best = {}
+    for p in sorted(glob.glob(str(pk / "**/*"), recursive=True)):
         q = Path(p)
         if not q.is_file() or q.is_symlink() or q.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             continue
-        stem = q.stem.lower()
-        if re.search(r"_(nm|hm)$", stem) or "/icons/" in p or "/ui/" in p or "/hud/" in p:
+        relp = q.relative_to(pk)
+        if relp.parts[0] in skip_top or str(relp).startswith("gk/cyber/"):
             continue
+        m = re.match(r"^(.*_(?:cc|col))(?:_(\d+))?$", q.stem.lower())
+        if not m:
+            continue
+        base, size = str(q.parent / m.group(1)), int(m.group(2) or 1 << 30)
+        if base not in best or size > best[base][0]:
+            best[base] = (size, p)
+    for _, p in sorted(best.values(), key=lambda v: v[1]):
         items.append(Item("cube2-data", rel(r, p), "per-texture licences (cube2-data copyright file)",
                           "textures", ("file", p)))
     return items
@@ -821,6 +834,11 @@ class UF:
             self.p[rb] = ra  # the smaller key is the root: the group id is its min unit key
 
 
+def near_dup(r1, r2, hamming):
+    return (bin(r1["dhash"] ^ r2["dhash"]).count("1") <= hamming
+            and bin(r1["ahash"] ^ r2["ahash"]).count("1") <= hamming)
+
+
 def seeded_score(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
 
@@ -859,44 +877,56 @@ def split_pool(items, results, seed, val_frac, hamming):
     for it in sorted(items, key=lambda x: x.key):
         first_cls.setdefault(it.unit, it.cls)
     val = set()
-    # Clips: at least 2 (when there are >= 4), in seeded order, but skipping clips that would push
-    # the validation frames far past val_frac of all frames (one long clip would dominate val).
     frames_in = {}
     for it in items:
         if it.clip:
             g = uf.find(it.unit)
             frames_in[g] = frames_in.get(g, 0) + 1
+    n_units_cls = {}
+    for g, G in groups.items():
+        n_units_cls[first_cls[g]] = n_units_cls.get(first_cls[g], 0) + len(G["units"])
+    # Per class target, in photos/clips: val_frac of the class, at least 1 when it has >= 3.
+    target = {c: (max(1, round(val_frac * n)) if n >= 3 else round(val_frac * n)) for c, n in n_units_cls.items()}
+    got = {c: 0 for c in n_units_cls}
+
+    # 1. Clips: at least 2 (when there are >= 4), in seeded order, from different classes, and
+    #    never pushing the validation frames past 1.5 x val_frac of all frames (a long clip
+    #    would otherwise dominate validation).
     clip_groups = sorted((g for g in groups if groups[g]["clips"]), key=lambda g: seeded_score(seed, g))
     n_clip = len(clip_groups)
     want = max(2 if n_clip >= 4 else (1 if n_clip >= 2 else 0), round(val_frac * n_clip))
     frame_cap = max(1.5 * val_frac * sum(frames_in.values()), 1)
-    got_frames = 0
-    for g in clip_groups:
-        if len([x for x in val if x in frames_in]) >= want:
-            break
-        if got_frames + frames_in[g] > frame_cap:
-            continue
-        val.add(g)
-        got_frames += frames_in[g]
-    still_groups = [g for g in groups if not groups[g]["clips"]]
-    by_cls = {}
-    for g in still_groups:
-        by_cls.setdefault(first_cls[g], []).append(g)
-    for c, gs in sorted(by_cls.items()):
-        gs.sort(key=lambda g: seeded_score(seed, g))
-        n_units = sum(len(groups[g]["units"]) for g in gs)
-        target = round(val_frac * n_units)
-        if n_units >= 5:
-            target = max(1, target)
-        got = 0
-        for g in gs:
-            if got >= target:
+    got_frames, got_clips, clip_classes = 0, 0, set()
+    for distinct in (True, False):
+        for g in clip_groups:
+            c = first_cls[g]
+            if got_clips >= want:
                 break
-            # never let one big linked group overshoot the class's share
-            if got + len(groups[g]["units"]) > max(target, 1) + 1:
+            if g in val or got_frames + frames_in[g] > frame_cap or got[c] >= target[c]:
+                continue
+            if distinct and c in clip_classes:
                 continue
             val.add(g)
-            got += len(groups[g]["units"])
+            clip_classes.add(c)
+            got_frames += frames_in[g]
+            got_clips += 1
+            got[c] += len(groups[g]["units"])
+
+    # 2. Stills, class by class in seeded order, up to the class target; a linked group may
+    #    not overshoot it by more than its own share (max(2 x target, target + 1) in all).
+    by_cls = {}
+    for g in groups:
+        if not groups[g]["clips"]:
+            by_cls.setdefault(first_cls[g], []).append(g)
+    for c, gs in sorted(by_cls.items()):
+        gs.sort(key=lambda g: seeded_score(seed, g))
+        for g in gs:
+            if got[c] >= target[c]:
+                break
+            if got[c] + len(groups[g]["units"]) > max(2 * target[c], target[c] + 1):
+                continue
+            val.add(g)
+            got[c] += len(groups[g]["units"])
     group_of = [uf.find(it.unit) for it in items]
     return val, group_of, links, groups
 
@@ -970,7 +1000,7 @@ def main():
     ap.add_argument("--extra", action="store_true", help="also the optional stellarium-data and cube2-data pools")
     ap.add_argument("--from-folder", metavar="DIR", help="pack an ImageFolder DIR/classname/*.jpg|png|webp instead")
     ap.add_argument("--max-side", type=int, default=512, help="short side cap in pixels (default 512)")
-    ap.add_argument("--val-frac", type=float, default=0.11, help="validation share of photos/clips (default 0.11)")
+    ap.add_argument("--val-frac", type=float, default=0.10, help="validation share of photos/clips per class (default 0.10)")
     ap.add_argument("--seed", type=int, default=20251014, help="split seed (default 20251014)")
     ap.add_argument("--hamming", type=int, default=6, help="near-duplicate dHash distance (default 6)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="decoder processes (default 2)")
@@ -1066,8 +1096,31 @@ def main():
         group_of = [it.unit for it in items]
         links, groups = 0, {}
     else:
-        val_groups, group_of, links, groups = split_pool(items, results, a.seed, a.val_frac, a.hamming)
-        is_val = [g in val_groups for g in group_of]
+        # The optional pool is split on its own, so that --extra leaves the main split unchanged;
+        # an optional picture that near-duplicates a main one follows that one's side.
+        extra_src = {"stellarium-data", "cube2-data"}
+        tiers = [[i for i, it in enumerate(items) if it.source not in extra_src],
+                 [i for i, it in enumerate(items) if it.source in extra_src]]
+        is_val, group_of, links, groups = [False] * len(items), [None] * len(items), 0, {}
+        for tier in tiers:
+            if not tier:
+                continue
+            v, g, l, G = split_pool([items[i] for i in tier], [results[i] for i in tier],
+                                    a.seed, a.val_frac, a.hamming)
+            for k, i in enumerate(tier):
+                group_of[i], is_val[i] = g[k], g[k] in v
+            links += l
+            groups.update(G)
+        if tiers[1] and tiers[0]:
+            forced = {}
+            for i in tiers[1]:
+                for j in tiers[0]:
+                    if near_dup(results[i], results[j], a.hamming):
+                        forced[group_of[i]] = forced.get(group_of[i], True) and is_val[j]
+            for i in tiers[1]:
+                if group_of[i] in forced:
+                    is_val[i] = forced[group_of[i]]
+            links += len(forced)
     # numeric group ids: rank of the group key
     gids = {g: n for n, g in enumerate(sorted(set(group_of)))}
 

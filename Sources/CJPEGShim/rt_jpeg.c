@@ -44,6 +44,9 @@ static void rt_jpeg_error_exit(j_common_ptr cinfo) {
         case JERR_NO_BACKING_STORE:
             e->status = RT_IMG_NO_MEMORY;
             break;
+        case JERR_IMAGE_TOO_BIG: /* above JPEG_MAX_DIMENSION (65500) */
+            e->status = RT_IMG_LIMIT;
+            break;
         case JERR_BAD_PRECISION:
         case JERR_CONVERSION_NOTIMPL:
         case JERR_NOT_COMPILED:
@@ -146,6 +149,10 @@ int rt_jpeg_decode(const uint8_t *data, size_t size, const rt_img_limits *limits
     cinfo.err = &jerr.pub;
     if (setjmp(jerr.jump)) {
         int status = jerr.status != RT_IMG_OK ? jerr.status : RT_IMG_CORRUPT;
+        if (status == RT_IMG_LIMIT && out->width == 0 && out->height == 0) {
+            out->width = (uint32_t)cinfo.image_width;
+            out->height = (uint32_t)cinfo.image_height;
+        }
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);

@@ -15,6 +15,7 @@ typedef struct rt_png_io {
     size_t pos;
     int status;
     int had_icc;
+    int hit_user_limit; /* libpng warned "... exceeds user limit ..." */
     char *message;
     /* encoder output */
     uint8_t *buffer;
@@ -32,9 +33,9 @@ static void rt_png_copy_message(char *dst, const char *src) {
 static void rt_png_error(png_structp png, png_const_charp msg) {
     rt_png_io *io = (rt_png_io *)png_get_error_ptr(png);
     if (io->status == RT_IMG_OK) {
-        /* png_set_user_limits: "Image width/height exceeds user limit in IHDR" */
-        io->status = (msg != NULL && strstr(msg, "user limit") != NULL) ? RT_IMG_LIMIT
-                                                                          : RT_IMG_CORRUPT;
+        /* png_set_user_limits: libpng warns "Image width exceeds user limit in IHDR", then
+         * fails with "Invalid IHDR data" */
+        io->status = io->hit_user_limit ? RT_IMG_LIMIT : RT_IMG_CORRUPT;
         rt_png_copy_message(io->message, msg);
     } else if (io->message[0] == 0) {
         rt_png_copy_message(io->message, msg);
@@ -43,8 +44,8 @@ static void rt_png_error(png_structp png, png_const_charp msg) {
 }
 
 static void rt_png_warning(png_structp png, png_const_charp msg) {
-    (void)png;
-    (void)msg;
+    rt_png_io *io = (rt_png_io *)png_get_error_ptr(png);
+    if (msg != NULL && strstr(msg, "exceeds user limit") != NULL) io->hit_user_limit = 1;
 }
 
 /* Stop with our own status and message. */
@@ -153,7 +154,8 @@ int rt_png_decode(const uint8_t *data, size_t size, const rt_img_limits *limits,
     }
     png_set_read_fn(png, &io, rt_png_read);
     png_set_user_limits(png, limits->max_width, limits->max_height);
-    png_set_chunk_malloc_max(png, limits->max_chunk_bytes);
+    /* 0 would mean "no limit" to libpng */
+    png_set_chunk_malloc_max(png, limits->max_chunk_bytes ? limits->max_chunk_bytes : 1);
     png_set_chunk_cache_max(png, 1000);
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, rt_png_ignored_chunks,
                                 (int)(sizeof rt_png_ignored_chunks / 5));

@@ -100,7 +100,11 @@ public final class CodecModel: @unchecked Sendable {
         func eat(_ bytes: UnsafeRawBufferPointer) {
             for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
         }
-        func eat(_ s: String) { var s = s; s.withUTF8 { eat(UnsafeRawBufferPointer($0)) }; eat("\u{0}") }
+        func eat(_ s: String) {
+            var s = s
+            s.withUTF8 { eat(UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: UInt8(0)) { eat($0) }  // NUL terminator (not eat("\u{0}"): that recursed)
+        }
         for name in file.names where fingerprintPrefixes.contains(where: { name.hasPrefix($0) }) {
             let info = try file.info(name)
             eat(name); eat(info.dtype.rawValue); eat(info.shape.map(String.init).joined(separator: ","))

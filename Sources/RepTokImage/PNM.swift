@@ -6,6 +6,8 @@
 // size is checked against the limits as soon as width and height are read, and the raster
 // length (binary: exact, ASCII: at least 2 bytes a sample) before the pixels are allocated.
 // Samples above maxval are errors. Samples are scaled to 8 bits by round(v * 255 / maxval).
+// ASCII rasters: every sample, the last included, must be followed by whitespace (writers end
+// the file with a newline), so that a file cut inside its last number is reported as truncated.
 // Bytes after the raster are ignored (Netpbm allows several images in one file).
 
 enum PNM {
@@ -121,8 +123,8 @@ enum PNM {
             pixels = raw
         } else {
             guard pos < d.count else { throw truncated("no raster") }
-            // Each sample needs a digit and (except perhaps the last) a separator.
-            guard d.count - pos >= 2 * samples - 1 else {
+            // Each sample needs a digit and a separator.
+            guard d.count - pos >= 2 * samples else {
                 throw truncated("raster too short for \(samples) samples")
             }
             var raw = [UInt8](repeating: 0, count: samples)
@@ -138,7 +140,10 @@ enum PNM {
                         pos += 1
                     }
                     if length == 0 { throw corrupt("sample \(i) is not a decimal number") }
-                    if pos < d.count && !isWhitespace(d[pos]) { throw corrupt("sample \(i) is not a decimal number") }
+                    // Whitespace must follow every sample, the last one included (all writers
+                    // end with a newline): a file cut inside its last number is then detected.
+                    guard pos < d.count else { throw truncated("raster ends inside sample \(i)") }
+                    if !isWhitespace(d[pos]) { throw corrupt("sample \(i) is not a decimal number") }
                     if value > maxval { throw corrupt("sample \(i) exceeds maxval \(maxval)") }
                     out[i] = maxval == 255 ? UInt8(value) : lut[value]
                 }

@@ -68,15 +68,13 @@ public struct RGBImage: Equatable, Sendable {
         precondition(planar.count == 3 * n,
                      "RGBImage(planar:): \(planar.count) floats for \(width) x \(height) x 3")
         precondition(scale != 0 && scale.isFinite, "RGBImage(planar:): bad scale")
-        // 1/scale rounded once to Float: exactly 127.5 for the default scale, so the default is
-        // round((x + 1) * 127.5) with a single rounding of the product.
-        let inverse = Float(1.0 / Double(scale))
+        let inverse = RGBImage.inverseScale(scale)
         let pixels = [UInt8](unsafeUninitializedCapacity: 3 * n) { out, initialized in
             planar.withUnsafeBufferPointer { src in
-                for c in 0..<3 {
-                    for i in 0..<n {
-                        out[3 * i + c] = RGBImage.quantize((src[c * n + i] - offset) * inverse)
-                    }
+                for i in 0..<n {
+                    out[3 * i] = RGBImage.quantize((src[i] - offset) * inverse)
+                    out[3 * i + 1] = RGBImage.quantize((src[n + i] - offset) * inverse)
+                    out[3 * i + 2] = RGBImage.quantize((src[2 * n + i] - offset) * inverse)
                 }
             }
             initialized = 3 * n
@@ -84,11 +82,22 @@ public struct RGBImage: Equatable, Sendable {
         self.init(width: width, height: height, pixels: pixels)
     }
 
+    /// 1 / scale, snapped to a multiple of 1/64 when within Float rounding of one: `scale` is a
+    /// Float, so 1/127.5 or 1/255 arrive slightly off and their inverses would be 127.49999 and
+    /// 254.99998; snapping makes the default exactly round((x + 1) * 127.5), ties away from zero.
+    static func inverseScale(_ scale: Float) -> Float {
+        let inv = 1.0 / Double(scale)
+        let snapped = (inv * 64).rounded() / 64
+        if snapped != 0 && abs(inv - snapped) <= abs(snapped) * 2.5e-7 { return Float(snapped) }
+        return Float(inv)
+    }
+
     /// round(v) clamped to 0...255; NaN -> 0.
     @inlinable
     public static func quantize(_ v: Float) -> UInt8 {
         if !(v > 0) { return 0 }  // also NaN
         if v >= 255 { return 255 }
-        return UInt8(v.rounded(.toNearestOrAwayFromZero))
+        // v + 0.5 is exact in Double; truncation is then round-half-up (= away from zero here).
+        return UInt8(truncatingIfNeeded: Int(Double(v) + 0.5))
     }
 }

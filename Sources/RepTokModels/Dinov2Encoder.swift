@@ -235,10 +235,7 @@ public final class Dinov2Encoder: Module {
         let dpe = Tensor(uninitialized: [B * N, D])
         for b in 0..<B { (dpe.data + b * N * D).update(from: dh.data + (b * T + 1 + R) * D, count: N * D) }
         let dpatch = patchEmbed.backward(dpe, needInput: needInput)
-        return dpatch.map {
-            Ops.unpatchify($0.reshaped([B, N, 3 * c.patchSize * c.patchSize]), patch: c.patchSize,
-                           channels: 3, gridH: gh, gridW: gw)
-        }
+        return dpatch.map { Ops.unpatchify($0, batch: B, patch: c.patchSize, channels: 3, gridH: gh, gridW: gw) }
     }
 
     /// [B, 3, H, W] pixels in [0, 255] -> normalized encoder input.

@@ -121,7 +121,8 @@ final class DecoderBlock: Module {
         let n1 = norm1.forward(h, cache: cache)
         let m1 = Ops.modulate(n1, B: B, mod: mod, shiftAt: 0, scaleAt: W)
         let a = attn.forward(m1, B: B, T: T, cache: cache)
-        let h1 = h.clone()
+        // norm1 keeps h for its backward when training; at inference h is updated in place.
+        let h1 = cache ? h.clone() : h
         Ops.gateAdd(h1, a, B: B, mod: mod, gateAt: 2 * W)
         let n2 = norm2.forward(h1, cache: cache)
         let m2 = Ops.modulate(n2, B: B, mod: mod, shiftAt: 3 * W, scaleAt: 4 * W)
@@ -232,8 +233,7 @@ public final class FlowDecoder: Module {
         let fm = Ops.modulate(fn, B: B, mod: fmod, shiftAt: 0, scaleAt: W)
         let o = finalLinear.forward(fm, cache: cache)
         if cache { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
-        return Ops.unpatchify(o.reshaped([B, N, cfg.patchFeatures]), patch: cfg.patchSize, channels: 3,
-                              gridH: cfg.grid, gridW: cfg.grid)
+        return Ops.unpatchify(o, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
     }
 
     /// Gradients for a loss on the raw output: accumulates parameter gradients, returns
@@ -268,8 +268,7 @@ public final class FlowDecoder: Module {
         Ops.siluBackward(da1, c1, dx: dc1)
         tFc1.backward(dc1, needInput: false)
         let dxt = dpatches.map {
-            Ops.unpatchify($0.reshaped([B, N, cfg.patchFeatures]), patch: cfg.patchSize, channels: 3,
-                           gridH: cfg.grid, gridW: cfg.grid)
+            Ops.unpatchify($0, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
         }
         return (dxt, dz)
     }

@@ -271,7 +271,12 @@ public enum Ops {
 
     /// Inverse of patchify: [B, gh*gw, ch*p*p] -> [B, ch, gh*p, gw*p]. (The backward of each is the other.)
     public static func unpatchify(_ y: Tensor, patch p: Int, channels ch: Int, gridH gh: Int, gridW gw: Int) -> Tensor {
-        let B = y.shape[0], H = gh * p, W = gw * p, F = ch * p * p
+        unpatchify(y, batch: y.shape[0], patch: p, channels: ch, gridH: gh, gridW: gw)
+    }
+
+    /// unpatchify for any tensor holding `batch` x (gh*gw) x (ch*p*p) values (e.g. [B*N, F]).
+    public static func unpatchify(_ y: Tensor, batch B: Int, patch p: Int, channels ch: Int, gridH gh: Int, gridW gw: Int) -> Tensor {
+        let H = gh * p, W = gw * p, F = ch * p * p
         precondition(y.count == B * gh * gw * F, "unpatchify: \(y.shape)")
         let x = Tensor(uninitialized: [B, ch, H, W])
         for b in 0..<B {

@@ -1,0 +1,166 @@
+import Foundation
+import RepTokData
+import RepTokModels
+
+/// Everything that determines a tokenizer training run. Stored (as JSON, snake_case keys) in
+/// every checkpoint's `reptok.train` metadata and, with the step count and wall time, in the
+/// exported model's `reptok.config` under `training`.
+///
+/// A run is a pure function of this config, the data file and the thread count: every random
+/// draw (batch composition, crops, flips, jitter, t, noise, token noise) is keyed by
+/// (`seed`, step), so a resumed run repeats the uninterrupted one bit for bit.
+public struct TrainConfig: Codable, Equatable, Sendable {
+    // data
+    public var data: String
+    public var val: String?
+    // encoder: a pretrained file, or a fresh one of this shape
+    public var encoderPath: String?
+    public var encWidth = 192
+    public var encDepth = 6
+    public var encHeads = 3
+    public var encPatch = 16
+    public var tune = "cls"
+    public var lambda: Float = 0.1
+    // decoder
+    public var imageSize = 128
+    public var patch = 8
+    public var width = 256
+    public var depth = 8
+    public var heads = 4
+    public var prediction = "x"
+    // optimization
+    public var batch = 16
+    public var lr: Float = 3e-4
+    public var minLR: Float = 0
+    public var warmup = 500
+    public var steps: Int?
+    public var minutes: Double?
+    public var weightDecay: Float = 0.05
+    public var clip: Float = 1
+    public var ema: Float = 0.999
+    /// EMA decay warm-up: the decay used at update k (1-based) is min(ema, (1 + k) / (10 + k)),
+    /// so the shadow is not dominated by the random initialization in short runs.
+    public var emaWarmup = true
+    /// Gaussian noise added to the latent z during training (decoder input only), with std
+    /// `tokenNoise` x RMS over dimensions of the per-dimension standard deviation of z within the
+    /// batch (a stop-gradient scale, so the model cannot escape the noise by growing z).
+    /// Isotropic, like the quantizer's error (a uniform step on rotated coordinates).
+    public var tokenNoise: Float = 0
+    /// Fraction of samples whose t is uniform in [0, 1] (the rest: sigmoid(N(0, 1))).
+    public var tUniform: Float = 0.1
+    /// Fraction of samples at t = 1 exactly: pure noise in, so the decoder's output is its
+    /// estimate of the image from z alone, which is what a 1-step Euler decode returns.
+    public var tOne: Float = 0
+    // views
+    /// Probability that a view is the whole picture squashed to a square (the codec's view).
+    public var wholeView: Float = 0.5
+    /// Smallest crop area (fraction of the picture) of a random-resized crop.
+    public var minCropArea: Float = 0.35
+    /// Crop aspect ratios (width / height) are log-uniform in [1 / maxAspect, maxAspect].
+    public var maxAspect: Double = 16.0 / 9.0
+    /// Colour jitter strength (brightness/contrast/saturation factors in [1 - j, 1 + j]).
+    public var jitter: Float = 0.1
+    /// Views are cut from copies of the pictures shrunk to a long side of at most 4 S (area
+    /// filter): much cheaper, and the same views up to the two-stage resampling.
+    public var shrinkPictures = true
+    public var seed: UInt64 = 0
+    // mechanics
+    public var checkpointMinutes: Double = 5
+    public var logEvery = 50
+
+    public init(data: String) { self.data = data }
+
+    enum CodingKeys: String, CodingKey {
+        case data, val, encoderPath = "encoder_path", encWidth = "enc_width", encDepth = "enc_depth"
+        case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
+        case imageSize = "image_size", patch, width, depth, heads, prediction
+        case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
+        case emaWarmup = "ema_warmup", tokenNoise = "token_noise", tUniform = "t_uniform", tOne = "t_one"
+        case wholeView = "whole_view", minCropArea = "min_crop_area", maxAspect = "max_aspect", jitter
+        case shrinkPictures = "shrink_pictures", seed
+        case checkpointMinutes = "checkpoint_minutes", logEvery = "log_every"
+    }
+
+    public var tuneMode: TuneMode? { TuneMode(tune) }
+
+    /// The training views (RepTokData's ViewSampler).
+    public var viewConfig: ViewConfig {
+        ViewConfig(size: imageSize, wholeFraction: Double(wholeView), minArea: Double(minCropArea), maxArea: 1,
+                   maxAspect: maxAspect, flipProbability: 0.5, brightness: Double(jitter), contrast: Double(jitter),
+                   saturation: Double(jitter), augmentWhole: true)
+    }
+
+    /// The decoder's config for an encoder of width `tokenDim`.
+    public func decoderConfig(tokenDim: Int) -> DecoderConfig {
+        DecoderConfig(imageSize: imageSize, patchSize: patch, width: width, depth: depth, numHeads: heads,
+                      tokenDim: tokenDim, prediction: prediction)
+    }
+
+    /// The config of a freshly initialized encoder (used when `encoderPath` is nil).
+    public var freshEncoderConfig: EncoderConfig {
+        EncoderConfig(hiddenSize: encWidth, numHiddenLayers: encDepth, numAttentionHeads: encHeads,
+                      patchSize: encPatch, imageSize: imageSize)
+    }
+
+    /// Throws a one-line description of the first invalid setting.
+    public func validate() throws {
+        func bad(_ s: String) -> TrainError { .config(s) }
+        guard tuneMode != nil else { throw bad("--tune must be cls, last:K or all (got \(tune))") }
+        if encoderPath == nil && tune != "all" {
+            throw bad("without --encoder the encoder is randomly initialized and must be trained: use --tune all")
+        }
+        guard batch >= 1, batch <= 4096 else { throw bad("--batch \(batch)") }
+        guard lr > 0, lr.isFinite, minLR >= 0, minLR <= lr else { throw bad("--lr/--min-lr") }
+        guard warmup >= 0 else { throw bad("--warmup \(warmup)") }
+        guard (steps != nil) != (minutes != nil) else { throw bad("give exactly one of --steps and --minutes") }
+        if let s = steps { guard s >= 1 else { throw bad("--steps \(s)") } }
+        if let m = minutes { guard m > 0, m.isFinite else { throw bad("--minutes \(m)") } }
+        guard ema >= 0, ema < 1 else { throw bad("--ema must be in [0, 1)") }
+        guard weightDecay >= 0, clip > 0 else { throw bad("--weight-decay/--clip") }
+        guard tokenNoise >= 0, tokenNoise.isFinite else { throw bad("--token-noise") }
+        guard (0...1).contains(tUniform), (0...1).contains(tOne), tUniform + tOne <= 1 else {
+            throw bad("--t-uniform and --t-one must be in [0, 1] with a sum <= 1")
+        }
+        guard (0...1).contains(wholeView), minCropArea > 0, minCropArea <= 1, (0..<1).contains(jitter),
+              maxAspect >= 1, maxAspect.isFinite else {
+            throw bad("view settings (--whole-view, --min-crop-area, --max-aspect, --jitter)")
+        }
+        guard lambda >= 0, lambda.isFinite else { throw bad("--lambda") }
+        guard checkpointMinutes > 0, logEvery >= 1 else { throw bad("--checkpoint-minutes/--log-every") }
+        if encoderPath == nil { try freshEncoderConfig.validate() }
+        try decoderConfig(tokenDim: encWidth).validate()
+    }
+}
+
+public enum TrainError: Error, CustomStringConvertible {
+    case config(String)
+    case data(String)
+    case checkpoint(String)
+    case export(String)
+
+    public var description: String {
+        switch self {
+        case .config(let s): return "bad training config: \(s)"
+        case .data(let s): return "training data: \(s)"
+        case .checkpoint(let s): return "checkpoint: \(s)"
+        case .export(let s): return "export: \(s)"
+        }
+    }
+}
+
+/// JSON helpers (sorted keys: the same config always gives the same bytes).
+enum JSONText {
+    static func encode<T: Encodable>(_ v: T) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return String(decoding: try e.encode(v), as: UTF8.self)
+    }
+
+    static func object<T: Encodable>(_ v: T) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(try encode(v).utf8))
+    }
+
+    static func string(_ obj: Any) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+    }
+}

@@ -1,0 +1,353 @@
+import Foundation
+import RepTokData
+import RepTokModels
+import RepTokNN
+import RepTokSafeTensors
+import RepTokTensor
+
+/// What a checkpoint records besides tensors (`reptok.train` metadata).
+public struct TrainState: Codable, Equatable, Sendable {
+    public var format = "reptok-train-checkpoint"
+    public var version = 1
+    public var config: TrainConfig
+    /// Optimizer steps done.
+    public var step: Int
+    /// The step budget (fixed at the start with --steps; with --minutes fixed when warm-up ends).
+    public var totalSteps: Int?
+    /// Training wall time so far, all segments together (seconds).
+    public var wallSeconds: Double
+    /// Images seen.
+    public var samples: Int
+    /// Thread count of the run (bit-identical resume needs the same one).
+    public var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, config, step, totalSteps = "total_steps", wallSeconds = "wall_seconds", samples, threads
+    }
+}
+
+/// One step's numbers (a metrics.jsonl line).
+public struct StepMetrics: Codable, Sendable {
+    public var step: Int
+    public var loss: Float, flow: Float, cos: Float
+    public var lr: Float
+    public var gradNorm: Float
+    public var tokenNoiseStd: Float
+    public var seconds: Double
+    public var wall: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, loss, flow, cos, lr, gradNorm = "grad_norm", tokenNoiseStd = "token_noise_std", seconds, wall
+    }
+}
+
+/// The tokenizer trainer: model, optimizer, EMA, data and the loop with checkpoints.
+public final class TokenizerTrainer {
+    public let config: TrainConfig
+    public let encoderConfig: EncoderConfig
+    public let model: RepTokModel
+    public let optimizer: AdamW
+    public let ema: WeightEMA
+    public private(set) var step = 0
+    public private(set) var totalSteps: Int?
+    public private(set) var wallBefore: Double = 0
+    public private(set) var samples = 0
+    /// Run folder (checkpoint.safetensors, metrics.jsonl); nil: no files.
+    public let runDir: String?
+    private var views: ViewSampler?
+    /// Where progress goes (stderr by default; tests silence it).
+    public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    public var quiet = false
+
+    public var checkpointPath: String? { runDir.map { $0 + "/checkpoint.safetensors" } }
+    public var metricsPath: String? { runDir.map { $0 + "/metrics.jsonl" } }
+
+    /// A fresh run (weights initialized from `config.seed`, or the encoder loaded from `encoderPath`).
+    public init(config: TrainConfig, runDir: String?) throws {
+        try config.validate()
+        self.config = config
+        self.runDir = runDir
+        let encoder: Dinov2Encoder
+        if let ep = config.encoderPath {
+            encoder = try TokenizerTrainer.loadEncoder(ep, imageSize: config.imageSize)
+        } else {
+            encoder = Dinov2Encoder(config.freshEncoderConfig)
+            encoder.initialize(seed: mix64(config.seed, 0xE1C0DE))
+        }
+        encoderConfig = encoder.config
+        let dcfg = config.decoderConfig(tokenDim: encoderConfig.hiddenSize)
+        try dcfg.validate()
+        let decoder = FlowDecoder(dcfg)
+        decoder.initialize(seed: mix64(config.seed, 0xDEC0DE))
+        model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: encoderConfig.hiddenSize), decoder: decoder)
+        model.setTune(config.tuneMode!)
+        optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
+        ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
+        totalSteps = config.steps
+    }
+
+    /// A run restored from its checkpoint (weights, frozen reference, optimizer moments, EMA,
+    /// step, budget): continuing it repeats the uninterrupted run exactly.
+    public init(checkpoint path: String, runDir: String?) throws {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch { throw TrainError.checkpoint("cannot read \(path): \(error)") }
+        guard let js = file.metadata["reptok.train"], let cj = file.metadata["reptok.config"] else {
+            throw TrainError.checkpoint("\(path) is not a training checkpoint (no reptok.train metadata)")
+        }
+        let state: TrainState
+        do { state = try JSONDecoder().decode(TrainState.self, from: Data(js.utf8)) } catch {
+            throw TrainError.checkpoint("\(path): bad reptok.train metadata: \(error)")
+        }
+        config = state.config
+        self.runDir = runDir
+        encoderConfig = try ModelFile.part(EncoderConfig.self, "encoder", in: cj)
+        let dcfg = try ModelFile.part(DecoderConfig.self, "decoder", in: cj)
+        let encoder = Dinov2Encoder(encoderConfig)
+        let decoder = FlowDecoder(dcfg)
+        model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: encoderConfig.hiddenSize), decoder: decoder)
+        do {
+            // 1. the frozen reference: setTune copies it from the live encoder
+            if file.contains("frozen.encoder.layernorm.weight") {
+                try ModelFile.load(encoder.parameters, prefix: "frozen.encoder.", from: file)
+            } else {
+                try ModelFile.load(encoder.parameters, prefix: "param.encoder.", from: file)
+                try file.copyFloats("frozen.cls_token", into: encoder.clsToken.value.data, count: encoder.clsToken.value.count)
+            }
+            guard let mode = config.tuneMode else { throw TrainError.checkpoint("bad tune mode \(config.tune)") }
+            model.setTune(mode)
+            // 2. live weights
+            for (name, p) in model.namedParameters {
+                try file.copyFloats("param." + name, into: p.value.data, count: p.value.count)
+            }
+            optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
+            ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
+            let trainable = model.namedParameters.filter { $0.1.trainable }
+            var m = [Tensor](), v = [Tensor]()
+            for (i, (name, p)) in trainable.enumerated() {
+                let mt = Tensor(p.shape), vt = Tensor(p.shape)
+                try file.copyFloats("adam.m." + name, into: mt.data, count: mt.count)
+                try file.copyFloats("adam.v." + name, into: vt.data, count: vt.count)
+                m.append(mt); v.append(vt)
+                try file.copyFloats("ema." + name, into: ema.shadow[i].data, count: ema.shadow[i].count)
+            }
+            optimizer.restore(step: state.step, m: m, v: v)
+        } catch let e as TrainError {
+            throw e
+        } catch {
+            throw TrainError.checkpoint("\(path): \(error)")
+        }
+        ema.updates = state.step
+        step = state.step
+        totalSteps = state.totalSteps
+        wallBefore = state.wallSeconds
+        samples = state.samples
+        if state.threads != Engine.threads {
+            log("rttrain: warning: checkpoint was written with \(state.threads) threads, now \(Engine.threads): the continuation is not bit-identical to an uninterrupted run")
+        }
+    }
+
+    /// Loads an SSL encoder (`encoder.*` keys, `reptok.config` with an `encoder` part); the
+    /// position table is resampled to `imageSize` when the file's differs (as the encoder would
+    /// do at run time), so the encoder's config matches the decoder's image size.
+    public static func loadEncoder(_ path: String, imageSize S: Int) throws -> Dinov2Encoder {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch { throw TrainError.config("cannot read encoder \(path): \(error)") }
+        guard let cj = file.metadata["reptok.config"] else { throw TrainError.config("\(path): no reptok.config metadata") }
+        var ecfg = try ModelFile.part(EncoderConfig.self, "encoder", in: cj)
+        try ecfg.validate()
+        guard S % ecfg.patchSize == 0 else {
+            throw TrainError.config("image size \(S) is not a multiple of the encoder's patch \(ecfg.patchSize)")
+        }
+        let src = Dinov2Encoder(ecfg)
+        try ModelFile.load(src.parameters, prefix: "encoder.", from: file)
+        if ecfg.imageSize == S { return src }
+        ecfg.imageSize = S
+        let dst = Dinov2Encoder(ecfg)
+        let D = ecfg.hiddenSize, g = S / ecfg.patchSize
+        for (a, b) in zip(dst.parameters, src.parameters) where a.key != "embeddings.position_embeddings" {
+            a.value.copy(from: b.value)
+        }
+        let ip = PosInterpolation(from: src.config.grid, toH: g, toW: g, antialias: ecfg.numRegisterTokens > 0)
+        let table = ip.forward(src.positionEmbeddings.value.data + D, dim: D)
+        let pos = dst.positionEmbeddings.value
+        pos.data.update(from: src.positionEmbeddings.value.data, count: D)
+        (pos.data + D).update(from: table.data, count: g * g * D)
+        return dst
+    }
+
+    // MARK: - Checkpoints
+
+    public var state: TrainState {
+        TrainState(config: config, step: step, totalSteps: totalSteps, wallSeconds: wallBefore + segmentSeconds,
+                   samples: samples, threads: Engine.threads)
+    }
+
+    private var segmentStart = DispatchTime.now().uptimeNanoseconds
+    private var segmentSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - segmentStart) / 1e9 }
+
+    /// Writes everything a resume needs, atomically (temporary file + rename).
+    public func saveCheckpoint(to path: String) throws {
+        var w = SafeTensorsWriter(metadata: [
+            "reptok.train": try JSONText.encode(state),
+            "reptok.config": try ModelFile.configJSON(encoder: encoderConfig, decoder: model.decoder.config),
+        ])
+        func add(_ name: String, _ t: Tensor) throws {
+            try w.add(name, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32)
+        }
+        for (name, p) in model.namedParameters { try add("param." + name, p.value) }
+        try add("frozen.cls_token", model.frozenCLS)
+        if let f = model.frozenEncoder {
+            for p in f.parameters { try add("frozen.encoder." + p.key, p.value) }
+        }
+        let trainable = model.namedParameters.filter { $0.1.trainable }
+        precondition(trainable.count == optimizer.params.count && trainable.count == ema.shadow.count)
+        for (i, (name, _)) in trainable.enumerated() {
+            try add("adam.m." + name, optimizer.m[i])
+            try add("adam.v." + name, optimizer.v[i])
+            try add("ema." + name, ema.shadow[i])
+        }
+        try w.write(to: path)
+    }
+
+    // MARK: - Training
+
+    public enum Outcome: Equatable { case finished, interrupted }
+
+    private func lr(_ s: Int, total: Int) -> Float {
+        WarmupCosine(peakLR: config.lr, minLR: config.minLR, warmupSteps: config.warmup, totalSteps: total).lr(s)
+    }
+
+    /// One optimizer step on the batch of step `step`.
+    func trainOneStep(total: Int) -> StepMetrics {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let B = config.batch, S = config.imageSize, D = encoderConfig.hiddenSize
+        let rnd = StepRandom(seed: config.seed, step: step)
+        let x = Tensor(uninitialized: [B, 3, S, S])      // decoder space [-1, 1]
+        views!.batch(step: step, into: x.data)
+        let px = Tensor(uninitialized: x.shape)           // the same view in [0, 255]
+        for i in 0..<x.count { px.data[i] = (x.data[i] + 1) * 127.5 }
+        let pe = model.encoder.normalize(pixels255: px)
+        let t = rnd.times(B, uniformFraction: config.tUniform, oneFraction: config.tOne)
+        let noise = rnd.gaussian([B, 3, S, S], .flowNoise)
+        for p in optimizer.params { p.zeroGrad() }
+        let tn = config.tokenNoise > 0 ? (relative: config.tokenNoise, draw: rnd.gaussian([B, D], .tokenNoise)) : nil
+        let (loss, nstd) = TokenizerObjective.lossAndGradients(model, pixelsEnc: pe, x: x, t: t, noise: noise,
+                                                               lambda: config.lambda, tokenNoise: tn)
+        let gn = optimizer.clipGradients(maxNorm: config.clip)
+        let rate = lr(step, total: total)
+        if gn.isFinite {
+            optimizer.update(lr: rate)
+            ema.update()
+        } else {
+            log("rttrain: step \(step): non-finite gradient norm, update skipped")
+        }
+        step += 1
+        samples += B
+        let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        return StepMetrics(step: step, loss: loss.loss, flow: loss.flow, cos: loss.cos, lr: rate, gradNorm: gn,
+                           tokenNoiseStd: nstd, seconds: sec, wall: wallBefore + segmentSeconds)
+    }
+
+    /// Runs until the step budget is spent (`finished`), or until a stop is requested (SIGINT,
+    /// or `stopAfter` steps for tests): then a final checkpoint is written (`interrupted`).
+    public func run(stopAfter: Int? = nil) throws -> Outcome {
+        if views == nil {
+            var set = try Pictures.open(config.data)
+            if config.shrinkPictures { set = try Pictures.shrunk(set, maxSide: 4 * config.imageSize) }
+            views = try ViewSampler(dataset: set, config: config.viewConfig, batchSize: config.batch, seed: config.seed)
+        }
+        segmentStart = DispatchTime.now().uptimeNanoseconds
+        var metricsHandle: FileHandle?
+        if let dir = runDir {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            metricsHandle = try TokenizerTrainer.openMetrics(metricsPath!, keepingStepsUpTo: step)
+        }
+        defer { try? metricsHandle?.close() }
+        let tty = isatty(2) != 0 && !quiet
+        var lastCkpt = DispatchTime.now().uptimeNanoseconds
+        var recent = [Double]()          // seconds of recent steps (ETA, samples/s)
+        var smooth: (loss: Double, flow: Double, cos: Double)? = nil
+        var segmentSteps = 0, timedSteps = 0, segmentTime = 0.0
+        let budgetSeconds = config.minutes.map { $0 * 60 }
+        var pending = Data()
+        func flushMetrics() { if !pending.isEmpty { metricsHandle?.write(pending); pending.removeAll() } }
+
+        while true {
+            // the step budget: fixed, or (with --minutes) estimated from the speed until warm-up ends
+            let total: Int
+            if let t = totalSteps {
+                total = t
+            } else {
+                let avg = timedSteps >= 3 ? segmentTime / Double(timedSteps) : 1.0
+                let left = max(0, budgetSeconds! - (wallBefore + segmentSeconds))
+                let est = step + Int(left / max(avg, 1e-3))
+                total = max(step + 1, est)
+                if step >= max(config.warmup, 20) { totalSteps = total; log("rttrain: step budget fixed at \(total) steps") }
+            }
+            if step >= total { break }
+            let m = trainOneStep(total: total)
+            segmentSteps += 1
+            if segmentSteps > 2 { segmentTime += m.seconds; timedSteps += 1 }   // the first steps warm caches
+            recent.append(m.seconds); if recent.count > 50 { recent.removeFirst() }
+            let k = 0.98
+            if let s = smooth {
+                smooth = (k * s.loss + (1 - k) * Double(m.loss), k * s.flow + (1 - k) * Double(m.flow), k * s.cos + (1 - k) * Double(m.cos))
+            } else { smooth = (Double(m.loss), Double(m.flow), Double(m.cos)) }
+            if metricsHandle != nil { pending.append(Data((try JSONText.encode(m) + "\n").utf8)) }
+            let avgRecent = recent.reduce(0, +) / Double(recent.count)
+            let sps = Double(config.batch) / avgRecent
+            let eta = Double(total - step) * avgRecent
+            let line = String(format: "step %d/%d  %.1f samples/s  loss %.4f  flow %.4f  cos %.4f  lr %.2e  |g| %.2f  ETA %@",
+                              step, total, sps, smooth!.loss, smooth!.flow, smooth!.cos, m.lr, m.gradNorm, TokenizerTrainer.clock(eta))
+            if tty {
+                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            } else if !quiet && (step % config.logEvery == 0 || step == total) {
+                log(line)
+            }
+            if step % config.logEvery == 0 { flushMetrics() }
+            let now = DispatchTime.now().uptimeNanoseconds
+            let stop = StopSignal.requested || (stopAfter.map { step >= $0 } ?? false)
+            if stop || Double(now - lastCkpt) / 1e9 >= config.checkpointMinutes * 60 {
+                flushMetrics()
+                if let p = checkpointPath { try saveCheckpoint(to: p) }
+                lastCkpt = now
+                if stop {
+                    if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+                    log("rttrain: stopped at step \(step); checkpoint written" + (checkpointPath.map { " to \($0)" } ?? ""))
+                    return .interrupted
+                }
+            }
+        }
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        flushMetrics()
+        if let p = checkpointPath { try saveCheckpoint(to: p) }
+        return .finished
+    }
+
+    /// Opens metrics.jsonl for appending, dropping lines past `step` (left by a run that went on
+    /// after its last checkpoint).
+    static func openMetrics(_ path: String, keepingStepsUpTo step: Int) throws -> FileHandle {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path) {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            var kept = [Substring]()
+            for line in text.split(separator: "\n") {
+                if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+                   let s = o["step"] as? Int, s <= step { kept.append(line) }
+            }
+            try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path))
+        } else {
+            _ = fm.createFile(atPath: path, contents: nil)
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainError.config("cannot write \(path)") }
+        h.seekToEndOfFile()
+        return h
+    }
+
+    static func clock(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
+

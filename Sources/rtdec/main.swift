@@ -1,0 +1,4 @@
+// rtdec: a thin wrapper; the command lives in RepTokCLI (Sources/RepTokCLI).
+import RepTokCLI
+
+RTDec.main()

@@ -1,0 +1,4 @@
+// rtinfo: a thin wrapper; the command lives in RepTokCLI (Sources/RepTokCLI).
+import RepTokCLI
+
+RTInfo.main()

@@ -1,0 +1,217 @@
+import Foundation
+import RepTokCodec
+import RepTokImage
+import RepTokModels
+import RepTokNN
+import RepTokSafeTensors
+import RepTokTensor
+import XCTest
+@testable import RepTokTrain
+
+final class TrainTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "rttrain-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        StopSignal.reset()
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// Small deterministic pictures of assorted sizes and aspect ratios.
+    static func pictures(_ n: Int, salt: Int = 0) -> [RGBImage] {
+        let sizes = [(40, 30), (24, 24), (50, 20), (18, 36), (33, 33), (64, 48), (20, 28)]
+        return (0..<n).map { k in
+            let (w, h) = sizes[(k + salt) % sizes.count]
+            var px = [UInt8](repeating: 0, count: w * h * 3)
+            var s = UInt32(k * 7919 + salt + 1)
+            for y in 0..<h {
+                for x in 0..<w {
+                    s = s &* 1_664_525 &+ 1_013_904_223
+                    let i = (y * w + x) * 3
+                    px[i] = UInt8((x * 255 / w + k * 40) % 256)
+                    px[i + 1] = UInt8((y * 255 / h + k * 70) % 256)
+                    px[i + 2] = UInt8(truncatingIfNeeded: (s >> 24) / 4 + UInt32(k * 20))
+                }
+            }
+            return RGBImage(width: w, height: h, pixels: px)
+        }
+    }
+
+    func tinyConfig(data: String) -> TrainConfig {
+        var c = TrainConfig(data: data)
+        c.imageSize = 16; c.patch = 4; c.width = 32; c.depth = 2; c.heads = 2
+        c.encWidth = 32; c.encDepth = 2; c.encHeads = 2; c.encPatch = 8
+        c.batch = 3; c.steps = 6; c.warmup = 2; c.lr = 1e-3
+        c.tune = "all"; c.lambda = 0.1; c.tokenNoise = 0.5; c.tUniform = 0.3; c.seed = 7
+        c.logEvery = 1000
+        return c
+    }
+
+    /// Every tensor of two checkpoints, compared bit for bit.
+    func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let fa = try SafeTensorsFile(path: a), fb = try SafeTensorsFile(path: b)
+        XCTAssertEqual(fa.names, fb.names, file: file, line: line)
+        var differing = [String]()
+        for n in fa.names {
+            let ra = try fa.rawBytes(n), rb = try fb.rawBytes(n)
+            if ra != rb { differing.append(n) }
+        }
+        XCTAssertEqual(differing, [], "tensors differ", file: file, line: line)
+    }
+
+    func step(of checkpoint: String) throws -> Int {
+        let f = try SafeTensorsFile(path: checkpoint)
+        let s = try JSONDecoder().decode(TrainState.self, from: Data(f.metadata["reptok.train"]!.utf8))
+        return s.step
+    }
+
+    func testInterruptedAndResumedRunIsBitIdentical() throws {
+        let data = dir + "/train.rtds"
+        try Pictures.write(Self.pictures(5), to: data)
+        let c = tinyConfig(data: data)
+
+        let a = try TokenizerTrainer(config: c, runDir: dir + "/a")
+        a.quiet = true
+        XCTAssertEqual(try a.run(), .finished)
+
+        let b = try TokenizerTrainer(config: c, runDir: dir + "/b")
+        b.quiet = true
+        XCTAssertEqual(try b.run(stopAfter: 2), .interrupted)
+        XCTAssertEqual(try step(of: dir + "/b/checkpoint.safetensors"), 2)
+        let b2 = try TokenizerTrainer(checkpoint: dir + "/b/checkpoint.safetensors", runDir: dir + "/b")
+        b2.quiet = true
+        XCTAssertEqual(b2.step, 2)
+        StopSignal.request()   // a Ctrl-C: finish this step, checkpoint, stop
+        XCTAssertEqual(try b2.run(), .interrupted)
+        StopSignal.reset()
+        XCTAssertEqual(try step(of: dir + "/b/checkpoint.safetensors"), 3)
+        let b3 = try TokenizerTrainer(checkpoint: dir + "/b/checkpoint.safetensors", runDir: dir + "/b")
+        b3.quiet = true
+        XCTAssertEqual(try b3.run(), .finished)
+
+        XCTAssertEqual(try step(of: dir + "/a/checkpoint.safetensors"), 6)
+        try assertSameTensors(dir + "/a/checkpoint.safetensors", dir + "/b/checkpoint.safetensors")
+        // the metrics log has one line per step, none repeated
+        let lines = try String(contentsOfFile: dir + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 6)
+        // and training did something
+        let fa = try SafeTensorsFile(path: dir + "/a/checkpoint.safetensors")
+        XCTAssertNotEqual(try fa.floats("param.decoder.final.linear.weight").map { abs($0) }.max(), 0)
+    }
+
+    /// A pretrained-encoder run (--encoder at another resolution, --tune cls) resumes exactly too.
+    func testPretrainedEncoderClsTuneResumes() throws {
+        let data = dir + "/train.rtds"
+        try Pictures.write(Self.pictures(4), to: data)
+        let ecfg = EncoderConfig(hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, patchSize: 8, imageSize: 32)
+        let enc = Dinov2Encoder(ecfg)
+        enc.initialize(seed: 3)
+        let encPath = dir + "/enc.safetensors"
+        try ModelFile.write(named: enc.parameters.map { ("encoder." + $0.key, $0.value) },
+                            metadata: ["reptok.config": try ModelFile.configJSON(encoder: ecfg, decoder: nil)], to: encPath)
+        var c = tinyConfig(data: data)
+        c.encoderPath = encPath; c.tune = "cls"; c.steps = 4; c.tokenNoise = 0
+        let a = try TokenizerTrainer(config: c, runDir: dir + "/a")
+        a.quiet = true
+        XCTAssertEqual(a.encoderConfig.imageSize, 16)
+        XCTAssertEqual(a.model.encoder.positionEmbeddings.shape, [1, 5, 32])
+        XCTAssertEqual(try a.run(), .finished)
+        let b = try TokenizerTrainer(config: c, runDir: dir + "/b")
+        b.quiet = true
+        XCTAssertEqual(try b.run(stopAfter: 1), .interrupted)
+        let b2 = try TokenizerTrainer(checkpoint: dir + "/b/checkpoint.safetensors", runDir: dir + "/b")
+        b2.quiet = true
+        XCTAssertEqual(try b2.run(), .finished)
+        try assertSameTensors(dir + "/a/checkpoint.safetensors", dir + "/b/checkpoint.safetensors")
+        // only the [CLS] embedding of the encoder trained
+        let f = try SafeTensorsFile(path: dir + "/a/checkpoint.safetensors")
+        XCTAssertEqual(try f.floats("param.encoder.encoder.layer.0.mlp.fc1.weight"), enc.layers[0].parameters.first { $0.key.hasSuffix("mlp.fc1.weight") }!.value.array)
+        XCTAssertNotEqual(try f.floats("param.encoder.embeddings.cls_token"), try f.floats("frozen.cls_token"))
+    }
+
+    /// Without token noise the objective is exactly RepTokModel.lossAndGradients.
+    func testObjectiveMatchesModelWithoutTokenNoise() throws {
+        func build() -> RepTokModel {
+            let e = Dinov2Encoder(EncoderConfig(hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, patchSize: 8, imageSize: 16))
+            e.initialize(seed: 1)
+            let d = FlowDecoder(DecoderConfig(imageSize: 16, patchSize: 4, width: 32, depth: 1, numHeads: 2, tokenDim: 32))
+            d.initialize(seed: 2)
+            var rng = InitRNG(seed: 9)
+            for p in d.parameters where p.value.array.allSatisfy({ $0 == 0 }) { rng.fillNormal(p.value, std: 0.02) }
+            let m = RepTokModel(encoder: e, adapter: TokenAdapter(dim: 32), decoder: d)
+            m.setTune(.all)
+            return m
+        }
+        let m1 = build(), m2 = build()
+        let r = StepRandom(seed: 5, step: 3)
+        let px = r.gaussian([2, 3, 16, 16], .views), noise = r.gaussian([2, 3, 16, 16], .flowNoise)
+        let t = r.times(2, uniformFraction: 0.5)
+        let l1 = m1.lossAndGradients(pixelsEnc: px, x: px, t: t, noise: noise, lambda: 0.1)
+        let (l2, s) = TokenizerObjective.lossAndGradients(m2, pixelsEnc: px, x: px, t: t, noise: noise, lambda: 0.1,
+                                                          tokenNoise: (0, r.gaussian([2, 32], .tokenNoise)))
+        XCTAssertEqual(s, 0)
+        XCTAssertEqual(l1.loss, l2.loss)
+        for (p, q) in zip(m1.trainableParameters, m2.trainableParameters) { XCTAssertEqual(p.grad.array, q.grad.array, p.key) }
+        // with noise the loss changes, and the gradient reaches the encoder
+        for p in m2.trainableParameters { p.zeroGrad() }
+        let (l3, s3) = TokenizerObjective.lossAndGradients(m2, pixelsEnc: px, x: px, t: t, noise: noise, lambda: 0.1,
+                                                           tokenNoise: (0.5, r.gaussian([2, 32], .tokenNoise)))
+        XCTAssertGreaterThan(s3, 0)
+        XCTAssertNotEqual(l3.flow, l1.flow)
+        XCTAssertNotEqual(m2.encoder.clsToken.grad.array.map { abs($0) }.max(), 0)
+    }
+
+    func testExportWritesALoadableCodecModelAndEvalRuns() throws {
+        let data = dir + "/train.rtds", val = dir + "/val.rtds"
+        try Pictures.write(Self.pictures(7), to: data)
+        try Pictures.write(Self.pictures(3, salt: 3), to: val)
+        var c = tinyConfig(data: data)
+        c.steps = 3
+        let a = try TokenizerTrainer(config: c, runDir: nil)
+        a.quiet = true
+        XCTAssertEqual(try a.run(), .finished)
+        var o = ExportOptions(out: dir + "/model.safetensors")
+        o.fp16 = true; o.valData = val; o.recordBytes = 60; o.bootstrap = true
+        o.description = "test model ({minutes} min)"
+        let r = try Exporter.export(a, options: o)
+        XCTAssertEqual(r.levels.count, 9)
+        XCTAssertEqual(r.levels[4].withinBudget, 1)   // level 5, the default
+        XCTAssertTrue(r.roundTripPSNR.isFinite)
+        let m = try CodecModel(path: r.path)
+        XCTAssertEqual(m.fingerprintHex, r.fingerprint)
+        XCTAssertTrue(m.codec.bootstrap)
+        XCTAssertEqual(m.codec.description, "test model (0 min)")
+        let f = try SafeTensorsFile(path: r.path)
+        XCTAssertEqual(try f.info("decoder.final.linear.weight").dtype, .F16)
+        XCTAssertEqual(try f.info("quantizer.rotation").dtype, .F32)
+        XCTAssertEqual(try f.info("quantizer.dictionary").dtype, .U8)
+        XCTAssertTrue(f.contains("frozen.cls_token"))
+        // the same checkpoint exports to the same bytes
+        let ckA = dir + "/ck.safetensors"
+        let b = try TokenizerTrainer(config: c, runDir: nil)
+        b.quiet = true
+        _ = try b.run()
+        try b.saveCheckpoint(to: ckA)
+        let e1 = try Exporter.export(try TokenizerTrainer(checkpoint: ckA, runDir: nil), options: o)
+        XCTAssertEqual(e1.fingerprint, r.fingerprint)
+
+        let ev = try Evaluator.run(model: r.path, data: val, steps: [1, 2])
+        XCTAssertEqual(ev.pictures, 3)
+        XCTAssertTrue(ev.rows.contains { $0.name.hasPrefix("baseline: 6x6") && $0.bytes == 108 })
+        XCTAssertEqual(ev.rows.filter { $0.name == "codec" }.count, 10)
+        XCTAssertTrue(ev.rows.allSatisfy { $0.psnr.isFinite && $0.psnr > 0 })
+    }
+
+    func testBicubicKeepsConstantsAndPSNR() {
+        let flat = RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 77, count: 18))
+        XCTAssertEqual(Metrics.bicubic(flat, width: 9, height: 7).pixels, [UInt8](repeating: 77, count: 9 * 7 * 3))
+        XCTAssertEqual(Metrics.psnr(flat, flat), 99)
+        var other = flat
+        other.pixels[0] = 78
+        XCTAssertEqual(Metrics.psnr(flat, other), 10 * log10(255 * 255 * 18), accuracy: 1e-9)
+    }
+}
