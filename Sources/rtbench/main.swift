@@ -25,6 +25,8 @@ struct RTBench: ParsableCommand {
     @Option(name: .long, help: "Only run the decoder forward at this batch size this many times (for profilers).")
     var profileForward: Int?
     @Option(name: .long, help: "Batch size for --profile-forward.") var profileBatch = 1
+    @Flag(name: .long, help: "Time the decoder block's operations one by one (batch --profile-batch).")
+    var opProfile = false
 
     func median(_ f: () -> Void) -> Double {
         f()  // warm-up
@@ -54,6 +56,33 @@ struct RTBench: ParsableCommand {
                                 to: path)
         }
         let philox = Philox4x32(seed: 7)
+        if opProfile {
+            let B = profileBatch, T = dcfg.tokens, W = width, M = B * T
+            let x = philox.gaussian([M, W]), h4 = philox.gaussian([M, 4 * W], stream: 2)
+            let wq = philox.gaussian([3 * W, W], stream: 3), wp = philox.gaussian([W, W], stream: 4)
+            let w1 = philox.gaussian([4 * W, W], stream: 5), w2 = philox.gaussian([W, 4 * W], stream: 6)
+            let bq = Tensor([3 * W]), b1 = Tensor([4 * W]), bw = Tensor([W])
+            let qkv = Ops.linear(x, wq, bq)
+            let mod = philox.gaussian([B, 6 * W], stream: 7)
+            var total = 0.0
+            func op(_ name: String, _ f: () -> Void) {
+                let s = median(f) * 1e3
+                total += s
+                print(String(format: "%-24@ %8.3f ms", name as NSString, s))
+            }
+            op("qkv linear") { _ = Ops.linear(x, wq, bq) }
+            op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
+            op("proj linear") { _ = Ops.linear(x, wp, bw) }
+            op("fc1 linear") { _ = Ops.linear(x, w1, b1) }
+            op("gelu") { _ = Ops.gelu(h4) }
+            op("fc2 linear") { _ = Ops.linear(h4, w2, bw) }
+            op("2x layernorm") { _ = Ops.layerNorm(x, nil, nil, eps: 1e-6); _ = Ops.layerNorm(x, nil, nil, eps: 1e-6) }
+            op("2x modulate") { _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W); _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W) }
+            op("2x gateAdd") { Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0); Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0) }
+            op("clone") { _ = x.clone() }
+            print(String(format: "sum per block %.3f ms, x %d blocks = %.2f ms", total, depth, total * Double(depth)))
+            return
+        }
         if let n = profileForward {
             let B = profileBatch
             let x = philox.gaussian([B, 3, size, size]), z = philox.gaussian([B, enc.hiddenSize], stream: 1)
