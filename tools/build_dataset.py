@@ -305,13 +305,15 @@ class Env:
         debs = sorted(self.debs.glob(f"{name}_*.deb"))
         if not debs:
             log(f"  apt-get download {name}")
+            # as root, apt drops to the _apt user, who cannot write into our cache folder
+            cmd = ["apt-get"] + (["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []) + ["download", name]
             try:
-                run(["apt-get", "download", name], cwd=self.debs, stdout=subprocess.DEVNULL)
+                run(cmd, cwd=self.debs, stdout=subprocess.DEVNULL)
             except subprocess.CalledProcessError:
                 if not self.apt_updated and os.geteuid() == 0:
                     self.apt_updated = True
                     run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
-                    run(["apt-get", "download", name], cwd=self.debs, stdout=subprocess.DEVNULL)
+                    run(cmd, cwd=self.debs, stdout=subprocess.DEVNULL)
                 else:
                     raise
             debs = sorted(self.debs.glob(f"{name}_*.deb"))
@@ -503,7 +505,8 @@ def deb_items(env: Env, extra: bool, ffmpeg_needed: list):
     ps += [p for p in sorted((faces / "legacy").glob("*.jpg")) if not p.is_symlink() and p.is_file()]
     for p in ps:
         items.append(Item("gnome-control-center-data", rel(r, p),
-                          "GPL-2+ / CC0-1.0 (gnome-control-center-data, see its copyright file)",
+                          "GPL-2+ and GPL-3+ and LGPL-2.1+ and LGPL-2+ and Expat and CC0-1.0 "
+                          "(gnome-control-center-data debian/copyright, Files: *; no per-file entry)",
                           "objects", ("file", str(p))))
 
     # libdlib19.1 examples: faces/ (scene photos), johns/*/ (face crops), video_frames/ (a clip)

@@ -262,7 +262,8 @@ public final class ViewSampler {
         let yw = AxisWeights(source: H, start: cy, length: ch, outSize: S)
         let x0 = xw.lo, nc = xw.hi - xw.lo
         let rowLen = nc * 3
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: rowLen + 4)   // +1 for the 4-float loads
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: rowLen + 4)   // slack for the 4-float loads
+        row.update(repeating: 0, count: rowLen + 4)
         defer { row.deallocate() }
         let plane = S * S
         let scale: Float = 1.0 / Float(1 << 28)
@@ -277,8 +278,8 @@ public final class ViewSampler {
         xw.weights.withUnsafeBufferPointer { xwp in
             yw.weights.withUnsafeBufferPointer { ywp in
                 for o in 0..<S {
-                    // vertical: row[e] = sum_k wy_k * pixel[y_k][x0 + e / 3][e % 3], 16 bytes at a
-                    // time with the taps innermost (exact: integers below 2^24)
+                    // vertical: row[e] = sum_k wy_k * pixel[y_k][x0 + e / 3][e % 3]; every partial
+                    // sum is an integer below 255 * 2^14 < 2^24, so exact in Float
                     let yn = yw.count[o]
                     let wy = ywp.baseAddress! + o * yw.stride
                     let base = src + (yw.start[o] * W + x0) * 3
