@@ -36,6 +36,10 @@ public struct RTDec: ParsableCommand {
             help: ArgumentHelp("Output format: png, jpg or ppm (default: from the output name, else PNG).", valueName: "FORMAT"))
     public var format: FormatArgument?
 
+    @Option(name: .customLong("max-pixels"),
+            help: ArgumentHelp("Refuse to write images of more than N pixels (default 100000000).", valueName: "N"))
+    public var maxPixels: Int?
+
     @OptionGroup public var report: ReportOptions
 
     @Argument(help: ArgumentHelp(".rtk files, directories with -r, or - for stdin.", valueName: "FILE"))
@@ -48,6 +52,7 @@ public struct RTDec: ParsableCommand {
         try report.check()
         if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1 to 1000, not \(s)") }
         if native && size != nil { throw ValidationError("--native and --size cannot be combined") }
+        if let n = maxPixels, n < 1 { throw ValidationError("--max-pixels must be positive") }
         if files.output != nil && (inputs.count > 1 || files.recursive) {
             throw ValidationError("-o takes one input (use -d DIR for several)")
         }
@@ -77,11 +82,6 @@ public struct RTDec: ParsableCommand {
 
         let list = Inputs.expand(inputs, recursive: files.recursive) { $0.hasSuffix(".rtk") }
         let several = max(inputs.count, 1) > 1 || files.recursive
-        let tally = Tally()
-        for (arg, message) in list.errors {
-            console.error(path: arg, message)
-            tally.failure()
-        }
 
         enum Mode { case stdout, concatenated, output(String), directory(String), beside }
         let mode: Mode
@@ -114,6 +114,11 @@ public struct RTDec: ParsableCommand {
                 console.error("\(error)")
                 throw ExitCode(ExitStatus.failure)
             }
+        }
+        let tally = Tally()
+        for (arg, message) in list.errors {
+            console.error(path: arg, message)
+            tally.failure()
         }
         let finder = ModelFinder(preferred: preferred)
 
@@ -211,7 +216,7 @@ public struct RTDec: ParsableCommand {
         let done = Counter()
         var options = DecodeOptions(steps: steps, seed: seed, native: native,
                                     size: size.map { (width: $0.width, height: $0.height) })
-        options.limits = ImageLimits.default
+        if let n = maxPixels { options.limits.maxPixels = n }
         let decodeOptions = options
         let force = files.force, identities = list.identities
         let plan = jobs

@@ -108,18 +108,18 @@ public struct RTEnc: ParsableCommand {
             throw ExitCode(ExitStatus.failure)
         }
 
-        let tally = Tally()
-        for (arg, message) in list.errors {
-            console.error(path: arg, message)
-            tally.failure()
-        }
-
         let model: CodecModel
         do {
             if let m = modelOptions.model { model = try CodecModel.cached(path: m) } else { model = try CodecModel.loadDefault() }
         } catch {
             console.error("\(error)")
             throw ExitCode(ExitStatus.failure)
+        }
+
+        let tally = Tally()
+        for (arg, message) in list.errors {
+            console.error(path: arg, message)
+            tally.failure()
         }
 
         // The stream's file (-o with several inputs) is opened first so that a refusal costs no work.

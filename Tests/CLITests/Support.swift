@@ -59,6 +59,10 @@ enum Tools {
     static let scratchRoot: String = {
         let p = NSTemporaryDirectory() + "reptok-cli-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: p + "/xdg-empty", withIntermediateDirectories: true)
+        // REPTOK_CLI_TESTS_KEEP=1 keeps the folder (models, trees) for a look afterwards.
+        if ProcessInfo.processInfo.environment["REPTOK_CLI_TESTS_KEEP"] == nil {
+            atexit { try? FileManager.default.removeItem(atPath: Tools.scratchRoot) }
+        }
         return p
     }()
 
@@ -150,7 +154,7 @@ func readBytes(_ path: String) -> [UInt8]? {
 func writeBytes(_ path: String, _ bytes: [UInt8]) {
     let dir = (path as NSString).deletingLastPathComponent
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
 }
 
 // MARK: - A tiny random model (tests only)
