@@ -43,9 +43,10 @@ public struct DecodeOptions: Sendable {
 
 /// Image <-> .rtk record. Thin executables wrap these calls.
 public enum Codec {
-    /// The model's input view of an image: the WHOLE picture squashed to S x S (no crop, no pad).
+    /// The model's input view of an image: the WHOLE picture squashed to S x S (no crop, no pad),
+    /// with the antialiased triangle filter the training views (RepTokData.ViewSampler) use.
     public static func modelView(_ img: RGBImage, size S: Int) -> RGBImage {
-        Resample.resize(img, width: S, height: S, filter: .area)
+        Resample.resize(img, width: S, height: S, filter: .bilinear)
     }
 
     /// The latent token z [1, D] of an image.

@@ -98,11 +98,16 @@ public struct EvalReport: Codable, Sendable {
 
     public var table: String {
         var s = "model \(model) (\(fingerprint)), \(pictures) pictures of \(data), PSNR at \(imageSize)x\(imageSize) vs the squashed original\n"
-        s += "name                              level steps   PSNR dB   bytes (mean/max)\n"
+        func pad(_ t: String, _ n: Int, left: Bool = false) -> String {
+            t.count >= n ? t : (left ? String(repeating: " ", count: n - t.count) + t : t + String(repeating: " ", count: n - t.count))
+        }
+        s += pad("name", 40) + pad("level", 6, left: true) + pad("steps", 6, left: true) + pad("PSNR dB", 10, left: true)
+            + "   bytes mean / max\n"
         for r in rows {
             let lv = r.level.map(String.init) ?? "-", st = r.steps.map(String.init) ?? "-"
             let by = r.bytes.map { String(format: "%.1f / %d", $0, r.maxBytes ?? 0) } ?? "-"
-            s += String(format: "%-33@ %5@ %5@ %9.2f   %@\n", r.name as NSString, lv as NSString, st as NSString, r.psnr, by as NSString)
+            s += pad(r.name, 40) + pad(lv, 6, left: true) + pad(st, 6, left: true)
+                + pad(String(format: "%.2f", r.psnr), 10, left: true) + "   " + by + "\n"
         }
         return s
     }
@@ -147,7 +152,7 @@ public enum Evaluator {
         }
         // the unquantized token: the quantizer's ceiling
         let kind: RTKSampler = model.codec.defaultSampler == "heun" ? .heun : .euler
-        try row("unquantized token", steps: ds) {
+        row("unquantized token", steps: ds) {
             let z = Codec.token(pics[$0], model: model)
             let x = Codec.decodeRaw(latent: z, model: model, seed: 0, sampler: kind, steps: ds)
             return RGBImage(planar: x.array, width: S, height: S)

@@ -22,6 +22,9 @@ public struct ExportOptions: Sendable {
     /// ...for this fraction of the validation pictures (1 = all of them).
     public var fitFraction = 1.0
     public var defaultLevel = 5
+    /// Widen the quantizer step while the default level stays within this many dB of the
+    /// unquantized token's validation PSNR (0: the finest step the byte budget allows).
+    public var qualityTolerance = 0.1
     public var defaultSteps = 1
     public var sampler = "euler"
     /// Shown by rtinfo; "{minutes}" is replaced by the training time in whole minutes.
@@ -58,11 +61,17 @@ public struct ExportReport: Codable, Sendable {
     public var levels: [LevelBytes]
     /// PSNR (dB, model resolution) of the first validation picture after a full file round trip.
     public var roundTripPSNR: Double
+    /// The base step the byte budget alone allows (the finest), and the validation PSNR of the
+    /// unquantized tokens and of the default level at the chosen step (nil without the rule).
+    public var budgetStep: Float
+    public var unquantizedPSNR: Double?
+    public var defaultLevelPSNR: Double?
 
     enum CodingKeys: String, CodingKey {
         case path, fileBytes = "file_bytes", fingerprint, baseStep = "base_step", baseStepInSigma = "base_step_in_sigma"
         case defaultLevel = "default_level", dictionaryBytes = "dictionary_bytes", trainPictures = "train_pictures"
         case valPictures = "val_pictures", recordBudget = "record_budget", levels, roundTripPSNR = "round_trip_psnr"
+        case budgetStep = "budget_step", unquantizedPSNR = "unquantized_psnr", defaultLevelPSNR = "default_level_psnr"
     }
 }
 
@@ -97,10 +106,10 @@ public enum Exporter {
         let pca = Quantizer.fit(tokens: trainTokens, dim: D)
         let sigma1 = max(pca.sigma.first ?? 1, 1e-6)
         // the step: the smallest base step whose default-level records fit the budget
-        func quantizer(_ base: Float) -> Quantizer {
+        func plain(_ base: Float) -> Quantizer {
             Quantizer(mean: pca.mean, rotation: pca.rotation, sigma: pca.sigma, dictionary: [], baseStep: base)
-                .withDictionary(tokens: trainTokens)
         }
+        func quantizer(_ base: Float) -> Quantizer { plain(base).withDictionary(tokens: trainTokens) }
         func fits(_ q: Quantizer) throws -> Bool {
             let sizes = try recordSizes(q, tokens: valTokens, dims: valDims, level: o.defaultLevel)
             let within = sizes.filter { $0 <= o.recordBytes }.count
@@ -114,9 +123,30 @@ public enum Exporter {
             let mid = (lo + hi) / 2
             if try fits(quantizer(Float(exp2(mid)))) { hi = mid } else { lo = mid }
         }
-        let base = Float(exp2(hi))
+        let budgetStep = Float(exp2(hi))
+        var base = budgetStep
+        // No bytes the decoder cannot use: grow the step (by sqrt(2), one level) while the
+        // default level's PSNR on the validation pictures stays within the tolerance of the
+        // unquantized token's.
+        var knee: (ceiling: Double, chosen: Double)?
+        if o.qualityTolerance > 0 {
+            let refs = (0..<valSet.count).map { Codec.modelView(Pictures.picture(valSet, $0), size: S) }
+            let ceiling = meanPSNR(model, tokens: valTokens, refs: refs, steps: o.defaultSteps, sampler: o.sampler)
+            var chosen = meanPSNR(model, tokens: quantized(plain(base), valTokens, level: o.defaultLevel), refs: refs,
+                                  steps: o.defaultSteps, sampler: o.sampler)
+            for _ in 0..<24 {
+                let next = base * Float(2.0.squareRoot())
+                let p = meanPSNR(model, tokens: quantized(plain(next), valTokens, level: o.defaultLevel), refs: refs,
+                                 steps: o.defaultSteps, sampler: o.sampler)
+                if p < ceiling - o.qualityTolerance { break }
+                base = next; chosen = p
+            }
+            knee = (ceiling, chosen)
+            log(String(format: "export: unquantized PSNR %.3f dB; level %d at base step %.4g: %.3f dB", ceiling, o.defaultLevel, base, chosen))
+        }
         let q = quantizer(base)
-        log(String(format: "export: base step %.4g (%.3f sigma_1), dictionary %d bytes", base, base / sigma1, q.dictionary.count))
+        log(String(format: "export: base step %.4g (%.3f sigma_1; the byte budget allows %.4g), dictionary %d bytes",
+                   base, base / sigma1, budgetStep, q.dictionary.count))
 
         var codec = CodecConfig()
         codec.defaultLevel = o.defaultLevel
@@ -171,13 +201,43 @@ public enum Exporter {
         return ExportReport(path: o.out, fileBytes: fileBytes, fingerprint: cm.fingerprintHex, baseStep: base,
                             baseStepInSigma: base / sigma1, defaultLevel: o.defaultLevel,
                             dictionaryBytes: q.dictionary.count, trainPictures: trainSet.count, valPictures: valSet.count,
-                            recordBudget: o.recordBytes, levels: levels, roundTripPSNR: psnr)
+                            recordBudget: o.recordBytes, levels: levels, roundTripPSNR: psnr, budgetStep: budgetStep,
+                            unquantizedPSNR: knee?.ceiling, defaultLevelPSNR: knee?.chosen)
     }
 
     static func defaultValPath(_ data: String) -> String? {
         let dir = (data as NSString).deletingLastPathComponent
         let p = (dir.isEmpty ? "." : dir) + "/val.rtds"
         return p == data ? nil : p
+    }
+
+    /// Tokens after quantization at `level` (what a decoder gets from a record).
+    static func quantized(_ q: Quantizer, _ tokens: [Float], level: Int) -> [Float] {
+        let D = q.dim
+        var out = [Float]()
+        out.reserveCapacity(tokens.count)
+        tokens.withUnsafeBufferPointer { tp in
+            for i in 0..<tokens.count / D {
+                let y = q.symbols(tp.baseAddress! + i * D, level: level).map { Float($0) * q.step(level: level) }
+                out += q.unrotate(y)
+            }
+        }
+        return out
+    }
+
+    /// Mean PSNR of decoding `tokens` (seed 0, as records are written) against `refs`.
+    static func meanPSNR(_ model: RepTokModel, tokens: [Float], refs: [RGBImage], steps: Int, sampler: String) -> Double {
+        let D = model.encoder.config.hiddenSize, S = model.decoder.config.imageSize
+        let kind: SamplerKind = sampler == "heun" ? .heun : .euler
+        var total = 0.0
+        for (i, ref) in refs.enumerated() {
+            // batch 1 with the record's noise, exactly as Codec.decodeRaw
+            let z = Tensor([1, D], Array(tokens[i * D..<(i + 1) * D]))
+            let noise = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+            let x = FlowSampler(kind, steps: steps).sample(noise: noise) { x, t in model.decoder.predictVelocity(x, t: t, z: z) }
+            total += Metrics.psnr(RGBImage(planar: x.array, width: S, height: S), ref)
+        }
+        return total / Double(max(refs.count, 1))
     }
 
     /// Latents z [n * D] of every picture's codec view (whole picture squashed to S x S).

@@ -117,15 +117,18 @@ public final class SSLMultiCrop {
         let globals = Tensor(uninitialized: [2 * B, 3, Sg, Sg])
         let locals = L > 0 ? Tensor(uninitialized: [L * B, 3, Sl, Sl]) : nil
         let ph = Philox4x32(seed: sslMix(seed ^ 0x55_4C_56_49_45_57, UInt64(step)))
-        for b in 0..<B {
-            let pic = pictures[pictureIndex(step: step, batch: B, slot: b)]
+        let index = (0..<B).map { pictureIndex(step: step, batch: B, slot: $0) }
+        // samples are independent (own pixels, own draws): render them on the engine's threads
+        let gp = globals.data, lp = locals?.data
+        Engine.parallelFor(B) { b in
+            let pic = pictures[index[b]]
             let planes = pic.planarFloats(scale: 1, offset: 0)
             for v in 0..<V {
                 let u = ph.uniforms(stream: 0, start: (b * V + v) * Self.drawsPerCrop, count: Self.drawsPerCrop)
                 var r = Draws(u)
                 let isGlobal = v < 2
                 let S = isGlobal ? Sg : Sl
-                let dst = isGlobal ? globals.data + (v * B + b) * 3 * S * S : locals!.data + ((v - 2) * B + b) * 3 * S * S
+                let dst = isGlobal ? gp + (v * B + b) * 3 * S * S : lp! + ((v - 2) * B + b) * 3 * S * S
                 let box = Self.randomBox(width: pic.width, height: pic.height, scale: isGlobal ? aug.globalScale : aug.localScale,
                                          maxAspect: aug.maxAspect, &r)
                 Self.render(planes, pic.width, pic.height, box, size: S, into: dst)

@@ -42,8 +42,10 @@ public struct SSLConfig: Codable, Equatable, Sendable {
     public var encPatch = 16
     public var encMlpRatio = 4
     public var encRegisters = 0
-    /// LayerScale initial value (DINOv2: 1e-5 for its deep models; 1 = no LayerScale).
-    public var layerscale: Float = 0.1
+    /// LayerScale initial value (1 = plain ViT, as DINO's ViT-S; DINOv2 uses 1e-5 for its deep
+    /// models, but at 0.1 our small encoder's [CLS] barely depends on the input at first and the
+    /// DINO loss stays at log K in short runs: see docs/SSL.md).
+    public var layerscale: Float = 1
 
     // MARK: DINO head
     public var headHidden = 1024
@@ -56,20 +58,20 @@ public struct SSLConfig: Codable, Equatable, Sendable {
 
     // MARK: optimization
     public var batch = 32
-    public var steps = 10_000
+    public var steps = 5_000
     /// Peak learning rate per 256 images (scaled by batch/256, DINO's linear rule) unless `lr` is set.
     public var baseLR: Float = 5e-4
     /// Absolute peak learning rate (overrides baseLR scaling).
     public var lr: Float?
     public var minLR: Float = 1e-6
-    public var warmup = 500
+    public var warmup = 300
     /// Weight decay: cosine from weightDecay to weightDecayEnd (DINO: 0.04 -> 0.4).
     public var weightDecay: Float = 0.04
     public var weightDecayEnd: Float = 0.4
     /// Global gradient-norm clip.
     public var clip: Float = 3
     /// The head's last layer gets no updates during the first this many steps (DINO: 1 epoch).
-    public var freezeLastLayer = 100
+    public var freezeLastLayer = 30
     /// Teacher EMA momentum: cosine from momentum to 1.
     public var momentum: Float = 0.996
     /// Teacher temperature: linear from teacherTempStart to teacherTemp over teacherTempWarmup steps.
@@ -102,11 +104,9 @@ public struct SSLConfig: Codable, Equatable, Sendable {
 
     /// The encoder's config.
     public var encoderConfig: EncoderConfig {
-        var c = EncoderConfig(hiddenSize: encWidth, numHiddenLayers: encDepth, numAttentionHeads: encHeads,
-                              mlpRatio: encMlpRatio, patchSize: encPatch, imageSize: aug.globalSize,
-                              layerscaleValue: layerscale, numRegisterTokens: encRegisters)
-        c.layerNormEps = 1e-6
-        return c
+        EncoderConfig(hiddenSize: encWidth, numHiddenLayers: encDepth, numAttentionHeads: encHeads,
+                      mlpRatio: encMlpRatio, patchSize: encPatch, imageSize: aug.globalSize,
+                      layerscaleValue: layerscale, numRegisterTokens: encRegisters)
     }
 
     /// Number of (teacher view, student crop) pairs per sample: every crop against both global
@@ -153,9 +153,9 @@ public enum SSLError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .config(let s): return "ssl: bad config: \(s)"
-        case .data(let s): return "ssl: training data: \(s)"
-        case .checkpoint(let s): return "ssl: checkpoint: \(s)"
+        case .config(let s): return "bad config: \(s)"
+        case .data(let s): return "data: \(s)"
+        case .checkpoint(let s): return "checkpoint: \(s)"
         }
     }
 }

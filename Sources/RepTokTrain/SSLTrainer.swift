@@ -42,13 +42,9 @@ public enum SSLTrainer {
     /// or of a freshly initialized encoder.
     public static func evaluateOnly(_ cfg: SSLConfig) throws -> SSLRetrieval {
         if let t = cfg.threads { Engine.setThreads(t) }
-        var c = cfg
-        c.resume = false
-        if cfg.resume { c.out = cfg.out }
-        try c.validate()
-        guard c.val != nil else { throw SSLError.config("the retrieval eval needs --val") }
+        guard cfg.val != nil else { throw SSLError.config("the retrieval eval needs --val") }
         let s = cfg.resume ? try SSLSession(checkpoint: cfg.out! + "/checkpoint.safetensors", overriding: cfg)
-                           : try SSLSession(config: c)
+                           : try SSLSession(config: cfg)
         return try s.evaluate()!
     }
 
@@ -288,9 +284,7 @@ public final class SSLSession {
         lastEvalWall = state.lastEvalWall
         baseline = state.baseline
         lastRetrieval = state.lastRetrieval
-        if state.threads != Engine.threads {
-            log("rttrain ssl: warning: checkpoint was written with \(state.threads) threads, now \(Engine.threads): the continuation is not bit-identical to an uninterrupted run")
-        }
+        // (the engine's results do not depend on the thread count, so neither does the continuation)
     }
 
     var namedStudentParameters: [(String, Parameter)] {

@@ -81,6 +81,47 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case checkpointMinutes = "checkpoint_minutes", logEvery = "log_every"
     }
 
+    /// Reads a config; settings missing from older checkpoints keep their defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(data: try c.decode(String.self, forKey: .data))
+        if c.contains(.val) { val = try c.decode(type(of: val), forKey: .val) }
+        if c.contains(.encoderPath) { encoderPath = try c.decode(type(of: encoderPath), forKey: .encoderPath) }
+        if c.contains(.encWidth) { encWidth = try c.decode(type(of: encWidth), forKey: .encWidth) }
+        if c.contains(.encDepth) { encDepth = try c.decode(type(of: encDepth), forKey: .encDepth) }
+        if c.contains(.encHeads) { encHeads = try c.decode(type(of: encHeads), forKey: .encHeads) }
+        if c.contains(.encPatch) { encPatch = try c.decode(type(of: encPatch), forKey: .encPatch) }
+        if c.contains(.tune) { tune = try c.decode(type(of: tune), forKey: .tune) }
+        if c.contains(.lambda) { lambda = try c.decode(type(of: lambda), forKey: .lambda) }
+        if c.contains(.imageSize) { imageSize = try c.decode(type(of: imageSize), forKey: .imageSize) }
+        if c.contains(.patch) { patch = try c.decode(type(of: patch), forKey: .patch) }
+        if c.contains(.width) { width = try c.decode(type(of: width), forKey: .width) }
+        if c.contains(.depth) { depth = try c.decode(type(of: depth), forKey: .depth) }
+        if c.contains(.heads) { heads = try c.decode(type(of: heads), forKey: .heads) }
+        if c.contains(.prediction) { prediction = try c.decode(type(of: prediction), forKey: .prediction) }
+        if c.contains(.batch) { batch = try c.decode(type(of: batch), forKey: .batch) }
+        if c.contains(.lr) { lr = try c.decode(type(of: lr), forKey: .lr) }
+        if c.contains(.minLR) { minLR = try c.decode(type(of: minLR), forKey: .minLR) }
+        if c.contains(.warmup) { warmup = try c.decode(type(of: warmup), forKey: .warmup) }
+        if c.contains(.steps) { steps = try c.decode(type(of: steps), forKey: .steps) }
+        if c.contains(.minutes) { minutes = try c.decode(type(of: minutes), forKey: .minutes) }
+        if c.contains(.weightDecay) { weightDecay = try c.decode(type(of: weightDecay), forKey: .weightDecay) }
+        if c.contains(.clip) { clip = try c.decode(type(of: clip), forKey: .clip) }
+        if c.contains(.ema) { ema = try c.decode(type(of: ema), forKey: .ema) }
+        if c.contains(.emaWarmup) { emaWarmup = try c.decode(type(of: emaWarmup), forKey: .emaWarmup) }
+        if c.contains(.tokenNoise) { tokenNoise = try c.decode(type(of: tokenNoise), forKey: .tokenNoise) }
+        if c.contains(.tUniform) { tUniform = try c.decode(type(of: tUniform), forKey: .tUniform) }
+        if c.contains(.tOne) { tOne = try c.decode(type(of: tOne), forKey: .tOne) }
+        if c.contains(.wholeView) { wholeView = try c.decode(type(of: wholeView), forKey: .wholeView) }
+        if c.contains(.minCropArea) { minCropArea = try c.decode(type(of: minCropArea), forKey: .minCropArea) }
+        if c.contains(.maxAspect) { maxAspect = try c.decode(type(of: maxAspect), forKey: .maxAspect) }
+        if c.contains(.jitter) { jitter = try c.decode(type(of: jitter), forKey: .jitter) }
+        if c.contains(.shrinkPictures) { shrinkPictures = try c.decode(type(of: shrinkPictures), forKey: .shrinkPictures) }
+        if c.contains(.seed) { seed = try c.decode(type(of: seed), forKey: .seed) }
+        if c.contains(.checkpointMinutes) { checkpointMinutes = try c.decode(type(of: checkpointMinutes), forKey: .checkpointMinutes) }
+        if c.contains(.logEvery) { logEvery = try c.decode(type(of: logEvery), forKey: .logEvery) }
+    }
+
     public var tuneMode: TuneMode? { TuneMode(tune) }
 
     /// The training views (RepTokData's ViewSampler).

@@ -58,6 +58,7 @@ public final class TokenizerTrainer {
     /// Where progress goes (stderr by default; tests silence it).
     public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public var quiet = false
+    private var checkpointThreads: Int?
 
     public var checkpointPath: String? { runDir.map { $0 + "/checkpoint.safetensors" } }
     public var metricsPath: String? { runDir.map { $0 + "/metrics.jsonl" } }
@@ -141,9 +142,7 @@ public final class TokenizerTrainer {
         totalSteps = state.totalSteps
         wallBefore = state.wallSeconds
         samples = state.samples
-        if state.threads != Engine.threads {
-            log("rttrain: warning: checkpoint was written with \(state.threads) threads, now \(Engine.threads): the continuation is not bit-identical to an uninterrupted run")
-        }
+        checkpointThreads = state.threads
     }
 
     /// Loads an SSL encoder (`encoder.*` keys, `reptok.config` with an `encoder` part); the
@@ -255,6 +254,9 @@ public final class TokenizerTrainer {
             var set = try Pictures.open(config.data)
             if config.shrinkPictures { set = try Pictures.shrunk(set, maxSide: 4 * config.imageSize) }
             views = try ViewSampler(dataset: set, config: config.viewConfig, batchSize: config.batch, seed: config.seed)
+        }
+        if let n = checkpointThreads, n != Engine.threads {
+            log("rttrain: warning: the checkpoint was written with \(n) threads, now \(Engine.threads): the continuation is not bit-identical to an uninterrupted run")
         }
         segmentStart = DispatchTime.now().uptimeNanoseconds
         var metricsHandle: FileHandle?

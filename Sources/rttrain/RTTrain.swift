@@ -42,6 +42,8 @@ struct ExportFlags: ParsableArguments {
     @Option(name: .long, help: "Record byte budget at the default level.") var recordBytes = 128
     @Option(name: .long, help: "Fraction of validation pictures that must fit the budget.") var fitFraction = 1.0
     @Option(name: .long, help: "Default quality level.") var defaultLevel = 5
+    @Option(name: .long, help: "Widen the step while the default level stays within this many dB of the unquantized PSNR on --val (0: finest step that fits).")
+    var qualityTolerance = 0.1
     @Option(name: .long, help: "Default decoder steps.") var defaultSteps = 1
     @Option(name: .long, help: "Default sampler (euler|heun).") var sampler = "euler"
     @Option(name: .long, help: "Model description ({minutes}: training minutes).") var description = ""
@@ -50,7 +52,7 @@ struct ExportFlags: ParsableArguments {
     func options(out: String, data: String?) -> ExportOptions {
         var o = ExportOptions(out: out)
         o.fp16 = fp16; o.valData = val; o.recordBytes = recordBytes; o.fitFraction = fitFraction
-        o.defaultLevel = defaultLevel; o.defaultSteps = defaultSteps; o.sampler = sampler
+        o.defaultLevel = defaultLevel; o.qualityTolerance = qualityTolerance; o.defaultSteps = defaultSteps; o.sampler = sampler
         o.description = description; o.bootstrap = bootstrap; o.trainData = data
         return o
     }

@@ -31,7 +31,7 @@ struct SSLCommand: ParsableCommand {
     @Option(name: .long, help: "Encoder heads.") var encHeads = 3
     @Option(name: .long, help: "Encoder patch size.") var encPatch = 16
     @Option(name: .long, help: "Register tokens.") var registers = 0
-    @Option(name: .long, help: "LayerScale initial value.") var layerscale: Float = 0.1
+    @Option(name: .long, help: "LayerScale initial value.") var layerscale: Float = 1
     @Option(name: .long, help: "Model resolution (global crop side).") var imageSize = 128
 
     // head
@@ -53,15 +53,15 @@ struct SSLCommand: ParsableCommand {
 
     // optimization
     @Option(name: .long, help: "Batch size (images; each gives 2 global + L local crops).") var batch = 32
-    @Option(name: .long, help: "Training steps (on --resume: only to extend the run).") var steps: Int?
+    @Option(name: .long, help: "Training steps (default 5000; on --resume: only to extend the run).") var steps: Int?
     @Option(name: .long, help: "Peak learning rate per 256 images (linear scaling).") var baseLr: Float = 5e-4
     @Option(name: .long, help: "Absolute peak learning rate (overrides --base-lr).") var lr: Float?
     @Option(name: .long, help: "Final learning rate.") var minLr: Float = 1e-6
-    @Option(name: .long, help: "Warm-up steps.") var warmup = 500
+    @Option(name: .long, help: "Warm-up steps.") var warmup = 300
     @Option(name: .long, help: "Weight decay at the start.") var weightDecay: Float = 0.04
     @Option(name: .long, help: "Weight decay at the end (cosine).") var weightDecayEnd: Float = 0.4
     @Option(name: .long, help: "Gradient-norm clip.") var clip: Float = 3
-    @Option(name: .long, help: "Steps with the head's last layer frozen.") var freezeLastLayer = 100
+    @Option(name: .long, help: "Steps with the head's last layer frozen.") var freezeLastLayer = 30
     @Option(name: .long, help: "Teacher EMA momentum at the start (cosine to 1).") var momentum: Float = 0.996
     @Option(name: .long, help: "Teacher temperature.") var teacherTemp: Float = 0.04
     @Option(name: .long, help: "Teacher temperature at step 0 (linear warm-up to --teacher-temp).") var teacherTempStart: Float?
@@ -91,7 +91,7 @@ struct SSLCommand: ParsableCommand {
         c.aug.greyProb = grey; c.aug.blurProb = try numbers(blur, 3, "blur"); c.aug.solarizeProb = solarize
         c.aug.brightness *= jitter; c.aug.contrast *= jitter; c.aug.saturation *= jitter; c.aug.hue *= jitter
         c.batch = batch
-        c.steps = steps ?? (resume ? 0 : 10_000)
+        c.steps = steps ?? (resume ? 0 : 5_000)
         c.baseLR = baseLr; c.lr = lr; c.minLR = minLr; c.warmup = warmup
         c.weightDecay = weightDecay; c.weightDecayEnd = weightDecayEnd; c.clip = clip
         c.freezeLastLayer = freezeLastLayer; c.momentum = momentum

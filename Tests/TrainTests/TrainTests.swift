@@ -206,6 +206,20 @@ final class TrainTests: XCTestCase {
         XCTAssertTrue(ev.rows.allSatisfy { $0.psnr.isFinite && $0.psnr > 0 })
     }
 
+    func testConfigJSONRoundTripsAndOldCheckpointsKeepDefaults() throws {
+        var c = tinyConfig(data: "d.rtds")
+        c.minutes = 3; c.steps = nil; c.tOne = 0.25
+        let back = try JSONDecoder().decode(TrainConfig.self, from: Data(try JSONText.encode(c).utf8))
+        XCTAssertEqual(back, c)
+        let old = try JSONDecoder().decode(TrainConfig.self, from: Data(#"{"data": "x.rtds", "batch": 8}"#.utf8))
+        var expect = TrainConfig(data: "x.rtds")
+        expect.batch = 8
+        XCTAssertEqual(old, expect)
+        var bad = c
+        bad.tune = "cls"   // a fresh encoder must train
+        XCTAssertThrowsError(try bad.validate())
+    }
+
     func testBicubicKeepsConstantsAndPSNR() {
         let flat = RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 77, count: 18))
         XCTAssertEqual(Metrics.bicubic(flat, width: 9, height: 7).pixels, [UInt8](repeating: 77, count: 9 * 7 * 3))
