@@ -238,7 +238,7 @@ public final class WeightNormLinear: Module {
 public final class DINOHead: Module {
     public let fc1: Linear, fc2: Linear, fc3: Linear
     public let lastLayer: WeightNormLinear
-    private var h1: Tensor?, h2: Tensor?, z: Tensor?, zn: Tensor?, znorms: [Float] = []
+    private var h1: Tensor?, h2: Tensor?, zn: Tensor?, znorms: [Float] = []
 
     public init(inDim: Int, hidden: Int, bottleneck: Int, prototypes: Int) {
         fc1 = Linear("mlp.0", inDim, hidden)
@@ -268,7 +268,7 @@ public final class DINOHead: Module {
         let g2 = Ops.gelu(a2)
         let z = fc3.forward(g2, cache: cache)
         let (zn, nz) = SSLOps.l2Normalize(z)
-        if cache { h1 = a1; h2 = a2; self.z = z; self.zn = zn; znorms = nz }
+        if cache { h1 = a1; h2 = a2; self.zn = zn; znorms = nz }
         return lastLayer.forward(zn, cache: cache)
     }
 
@@ -288,7 +288,7 @@ public final class DINOHead: Module {
 
     /// Drops cached activations.
     public func release() {
-        h1 = nil; h2 = nil; z = nil; zn = nil
+        h1 = nil; h2 = nil; zn = nil
         fc1.release(); fc2.release(); fc3.release()
     }
 }

@@ -546,7 +546,7 @@ public final class SSLSession {
             }
             try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path))
         } else {
-            fm.createFile(atPath: path, contents: nil)
+            _ = fm.createFile(atPath: path, contents: nil)
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw SSLError.config("cannot write \(path)") }
         h.seekToEndOfFile()
