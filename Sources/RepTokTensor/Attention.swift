@@ -63,13 +63,15 @@ public enum Attention {
     /// Results do not depend on the split: each job writes only its own outputs.
     static func forEachHead(_ jobs: Int, _ body: (Int, Int) -> Void) {
         let workers = min(Engine.threads, jobs, 8)
-        if workers <= 1 {
+        if workers <= 1 || Engine.attentionMode == "blas" {
             for j in 0..<jobs { body(j, 0) }
             return
         }
-        Engine.parallelFor(workers) { w in
-            var j = w
-            while j < jobs { body(j, w); j += workers }
+        Engine.withBLASThreads(1) {
+            Engine.parallelFor(workers) { w in
+                var j = w
+                while j < jobs { body(j, w); j += workers }
+            }
         }
     }
 }

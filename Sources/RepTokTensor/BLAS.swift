@@ -16,34 +16,11 @@ public enum BLAS {
             else if beta != 1 { for r in 0..<M { for c in 0..<N { C[r * ldc + c] *= beta } } }
             return
         }
-        // OpenBLAS runs single-threaded (its idle workers spin in sched_yield and steal the other
-        // core from our own threads); large products are split here instead, into halves along M
-        // (or N when M is small). The split depends only on the shape, never on the thread
-        // count, and each output element is computed by the same kernel over the same K order,
-        // so results are bit-identical for any number of threads.
-        let flops = 2 * M * N * K
-        let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
-        if flops < (1 << 21) || !Engine.splitLargeProducts {
-            rt_sgemm(ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
-            return
-        }
-        if M >= 64 {
-            let half = ((M / 2) + 15) / 16 * 16
-            Engine.parallelFor(2) { part in
-                let m0 = part == 0 ? 0 : half, m1 = part == 0 ? half : M
-                let a = transA ? A + m0 : A + m0 * lda
-                rt_sgemm(ta, tb, Int32(m1 - m0), Int32(N), Int32(K), alpha, a, Int32(lda), B, Int32(ldb), beta,
-                         C + m0 * ldc, Int32(ldc))
-            }
-        } else {
-            let half = ((N / 2) + 15) / 16 * 16
-            Engine.parallelFor(2) { part in
-                let n0 = part == 0 ? 0 : half, n1 = part == 0 ? half : N
-                let b = transB ? B + n0 * ldb : B + n0
-                rt_sgemm(ta, tb, Int32(M), Int32(n1 - n0), Int32(K), alpha, A, Int32(lda), b, Int32(ldb), beta,
-                         C + n0, Int32(ldc))
-            }
-        }
+        // Products are threaded inside OpenBLAS (it shares the packed operands between its
+        // threads, which beats splitting the product ourselves: measured in docs/PERFORMANCE.md).
+        // OpenBLAS splits the output, never K, so results do not depend on the thread count.
+        rt_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda),
+                 B, Int32(ldb), beta, C, Int32(ldc))
     }
 
     /// Plain product of two contiguous row-major matrices: [M,K] x [K,N] (with optional transposes

@@ -13,18 +13,28 @@ public enum Engine {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// OpenBLAS itself always runs on one thread; see BLAS.gemm.
-    private static let setup: Void = { rt_blas_set_threads(1) }()
+    private static let setup: Void = { rt_blas_set_threads(Int32(threads)) }()
 
-    /// Whether BLAS.gemm splits large products in two (always true in normal use; a benchmark
-    /// can turn it off to measure one-thread sgemm).
-    nonisolated(unsafe) public static var splitLargeProducts = true
-
-    /// Sets the thread count of the engine's loops and product splits.
+    /// Sets the thread count of BLAS and of the engine's own loops.
     public static func setThreads(_ n: Int) {
         ensureSetup()
         threads = max(1, n)
+        rt_blas_set_threads(Int32(threads))
     }
+
+    /// Runs `body` with BLAS limited to `n` threads (for regions that parallelize over many
+    /// small products themselves), then restores the engine's count.
+    public static func withBLASThreads(_ n: Int, _ body: () -> Void) {
+        ensureSetup()
+        rt_blas_set_threads(Int32(n))
+        body()
+        rt_blas_set_threads(Int32(threads))
+    }
+
+    /// Attention strategy (for measurement): "heads" runs heads on the engine's threads with
+    /// one-thread products; "blas" runs heads in turn with threaded products.
+    nonisolated(unsafe) public static var attentionMode: String =
+        ProcessInfo.processInfo.environment["REPTOK_ATTENTION_MODE"] ?? "heads"
 
     /// Makes sure BLAS uses the configured count (called by kernels before the first BLAS call).
     @inline(__always) public static func ensureSetup() { _ = setup }
