@@ -73,6 +73,14 @@ public struct RTInfo: ParsableCommand {
         try failIf(failed)
     }
 
+    /// What this build knows of a model: the default (and whether it is the bootstrap model), or not.
+    static func modelNote(_ fp: UInt64) -> String {
+        guard let d = try? CodecModel.loadDefault() else { return "not the default model (no default model installed)" }
+        guard d.fingerprint == fp else { return "not this build's default model (rtdec searches -m, $REPTOK_MODEL_PATH, ~/.local/share/reptok/models)" }
+        let what = d.codec.description.isEmpty ? "" : ": " + d.codec.description
+        return (d.codec.bootstrap ? "the default model, a BOOTSTRAP model" : "the default model") + what
+    }
+
     static func bpp(_ e: StreamRecord) -> Double {
         Double(e.size * 8) / Double(e.record.width * e.record.height)
     }
@@ -94,6 +102,7 @@ public struct RTInfo: ParsableCommand {
                 "bpp": (RTInfo.bpp(r.entry) * 1e6).rounded() / 1e6,
             ]
             o["name"] = rec.name ?? NSNull()
+            o["model_note"] = RTInfo.modelNote(rec.fingerprint)
             out.append(o)
         }
         let data = (try? JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("[]".utf8)
@@ -128,6 +137,11 @@ public struct RTInfo: ParsableCommand {
         }
         if rows.count > 1 && !quiet {
             lines.append(pad("\(total)", 7) + "  \(rows.count) records")
+        }
+        if !quiet {
+            for fp in Set(rows.map { $0.entry.record.fingerprint }).sorted() {
+                lines.append("model \(RTInfo.hex(fp)): " + RTInfo.modelNote(fp))
+            }
         }
         IO.writeAllIgnoringErrors(STDOUT_FILENO, Array((lines.joined(separator: "\n") + "\n").utf8))
     }
