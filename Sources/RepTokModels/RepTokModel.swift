@@ -115,18 +115,51 @@ public final class RepTokModel {
         adapter.forward(encoder.forward(pixelsEnc).token)
     }
 
-    public struct StepLoss: Sendable {
+    public struct StepLoss: Sendable, Equatable {
         public var loss: Float, flow: Float, cos: Float
+        /// The std of the token noise added to the decoder's input (0 when none).
+        public var tokenNoiseStd: Float = 0
+        public init(loss: Float, flow: Float, cos: Float, tokenNoiseStd: Float = 0) {
+            self.loss = loss; self.flow = flow; self.cos = cos; self.tokenNoiseStd = tokenNoiseStd
+        }
+    }
+
+    /// The std of training token noise for latents z [B, D]: `relative` x the RMS over dimensions
+    /// of the per-dimension standard deviation across the batch (0 for B < 2).
+    public static func tokenNoiseStd(_ z: Tensor, relative: Float) -> Float {
+        let B = z.shape[0], D = z.count / B
+        guard B >= 2, relative > 0 else { return 0 }
+        var total = 0.0
+        for d in 0..<D {
+            var m = 0.0
+            for b in 0..<B { m += Double(z.data[b * D + d]) }
+            m /= Double(B)
+            var v = 0.0
+            for b in 0..<B { let e = Double(z.data[b * D + d]) - m; v += e * e }
+            total += v / Double(B - 1)
+        }
+        return relative * Float((total / Double(D)).squareRoot())
     }
 
     /// One tokenizer training step's forward and backward (gradients accumulate into trainable
     /// parameters; no optimizer update). `x` is the image in decoder space [-1, 1], `pixelsEnc`
     /// the same view normalized for the encoder, `t` [B] and `noise` like `x`.
-    public func lossAndGradients(pixelsEnc: Tensor, x: Tensor, t: [Float], noise: Tensor, lambda: Float) -> StepLoss {
+    /// `tokenNoise` (relative std, a standard-normal draw like z) adds noise to the decoder's
+    /// latent input so the decoder learns to tolerate quantization; its scale is a constant for
+    /// the gradient, and the cosine term sees the clean token.
+    public func lossAndGradients(pixelsEnc: Tensor, x: Tensor, t: [Float], noise: Tensor, lambda: Float,
+                                 tokenNoise: (relative: Float, draw: Tensor)? = nil) -> StepLoss {
         let B = x.shape[0]
         let c0 = frozenToken(pixelsEnc)
         let c = encoder.forward(pixelsEnc, cache: true).token
         let z = adapter.forward(c, cache: true)
+        var zDec = z, noiseStd: Float = 0
+        if let tn = tokenNoise, tn.relative > 0 {
+            precondition(tn.draw.count == z.count, "token noise draw \(tn.draw.shape) for z \(z.shape)")
+            noiseStd = RepTokModel.tokenNoiseStd(z, relative: tn.relative)
+            zDec = z.clone()
+            Ops.axpy(zDec, tn.draw, noiseStd)
+        }
         // x_t = (1 - t) x + t eps; v* = eps - x
         let xt = Tensor(uninitialized: x.shape), target = Tensor(uninitialized: x.shape)
         let per = x.count / B
@@ -137,7 +170,7 @@ public final class RepTokModel {
                 target.data[i] = noise.data[i] - x.data[i]
             }
         }
-        let out = decoder.forward(xt, t: t, z: z, cache: true)
+        let out = decoder.forward(xt, t: t, z: zDec, cache: true)
         let v = decoder.velocity(xt, t: t, out: out)
         let (flow, dv) = Ops.mse(v, target)
         let (cosL, dzCos) = Ops.cosineLoss(z, c0, gradScale: lambda)
@@ -146,6 +179,6 @@ public final class RepTokModel {
         Ops.addInPlace(dzCos, dzDec)
         let dc = adapter.backward(dzCos)
         encoder.backward(dToken: dc)
-        return StepLoss(loss: flow + lambda * cosL, flow: flow, cos: cosL)
+        return StepLoss(loss: flow + lambda * cosL, flow: flow, cos: cosL, tokenNoiseStd: noiseStd)
     }
 }

@@ -534,30 +534,12 @@ public final class SSLSession {
         return .finished
     }
 
-    /// Opens metrics.jsonl for appending, dropping lines past `step`.
+    /// Shared with the tokenizer trainer (metrics.jsonl trimmed to the resumed step, ETA clock).
     static func openMetrics(_ path: String, keepingStepsUpTo step: Int) throws -> FileHandle {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
-            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            var kept = [Substring]()
-            for line in text.split(separator: "\n") {
-                if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-                   let s = o["step"] as? Int, s <= step { kept.append(line) }
-            }
-            try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path))
-        } else {
-            _ = fm.createFile(atPath: path, contents: nil)
-        }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw SSLError.config("cannot write \(path)") }
-        h.seekToEndOfFile()
-        return h
+        try TokenizerTrainer.openMetrics(path, keepingStepsUpTo: step)
     }
 
-    static func clock(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
-        let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
-    }
+    static func clock(_ s: Double) -> String { TokenizerTrainer.clock(s) }
 }
 
 /// JSON helpers (sorted keys).

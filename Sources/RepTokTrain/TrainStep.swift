@@ -12,21 +12,9 @@ public enum TokenizerObjective {
         public init(loss: Float, flow: Float, cos: Float) { self.loss = loss; self.flow = flow; self.cos = cos }
     }
 
-    /// The std of the token noise for a batch of latents z [B, D]: `relative` x RMS over
-    /// dimensions of the per-dimension standard deviation across the batch (0 for B < 2).
+    /// The std of the token noise for a batch of latents (see RepTokModel.tokenNoiseStd).
     public static func tokenNoiseStd(_ z: Tensor, relative: Float) -> Float {
-        let B = z.shape[0], D = z.count / B
-        guard B >= 2, relative > 0 else { return 0 }
-        var total = 0.0
-        for d in 0..<D {
-            var m = 0.0
-            for b in 0..<B { m += Double(z.data[b * D + d]) }
-            m /= Double(B)
-            var v = 0.0
-            for b in 0..<B { let e = Double(z.data[b * D + d]) - m; v += e * e }
-            total += v / Double(B - 1)
-        }
-        return relative * Float((total / Double(D)).squareRoot())
+        RepTokModel.tokenNoiseStd(z, relative: relative)
     }
 
     /// Forward and backward of one batch; gradients accumulate into trainable parameters.
@@ -34,37 +22,9 @@ public enum TokenizerObjective {
     public static func lossAndGradients(_ model: RepTokModel, pixelsEnc: Tensor, x: Tensor, t: [Float], noise: Tensor,
                                         lambda: Float, tokenNoise: (relative: Float, draw: Tensor)? = nil)
         -> (loss: Loss, noiseStd: Float) {
-        guard let tn = tokenNoise, tn.relative > 0 else {
-            let l = model.lossAndGradients(pixelsEnc: pixelsEnc, x: x, t: t, noise: noise, lambda: lambda)
-            return (Loss(loss: l.loss, flow: l.flow, cos: l.cos), 0)
-        }
-        let B = x.shape[0]
-        let c0 = model.frozenToken(pixelsEnc)
-        let c = model.encoder.forward(pixelsEnc, cache: true).token
-        let z = model.adapter.forward(c, cache: true)
-        let std = tokenNoiseStd(z, relative: tn.relative)
-        precondition(tn.draw.count == z.count, "token noise draw \(tn.draw.shape) for z \(z.shape)")
-        let zn = z.clone()
-        Ops.axpy(zn, tn.draw, std)
-        let xt = Tensor(uninitialized: x.shape), target = Tensor(uninitialized: x.shape)
-        let per = x.count / B
-        for b in 0..<B {
-            let tb = t[b]
-            for i in b * per..<(b + 1) * per {
-                xt.data[i] = (1 - tb) * x.data[i] + tb * noise.data[i]
-                target.data[i] = noise.data[i] - x.data[i]
-            }
-        }
-        let out = model.decoder.forward(xt, t: t, z: zn, cache: true)
-        let v = model.decoder.velocity(xt, t: t, out: out)
-        let (flow, dv) = Ops.mse(v, target)
-        let (cosL, dzCos) = Ops.cosineLoss(z, c0, gradScale: lambda)
-        let (dout, _) = model.decoder.velocityBackward(dv, t: t)
-        let (_, dzDec) = model.decoder.backward(dout, needInput: false)
-        Ops.addInPlace(dzCos, dzDec)   // z + noise: the noise scale is a stop-gradient constant
-        let dc = model.adapter.backward(dzCos)
-        model.encoder.backward(dToken: dc)
-        return (Loss(loss: flow + lambda * cosL, flow: flow, cos: cosL), std)
+        let l = model.lossAndGradients(pixelsEnc: pixelsEnc, x: x, t: t, noise: noise, lambda: lambda,
+                                       tokenNoise: tokenNoise)
+        return (Loss(loss: l.loss, flow: l.flow, cos: l.cos), l.tokenNoiseStd)
     }
 }
 
