@@ -202,7 +202,8 @@ final class BatchTests: XCTestCase {
         XCTAssertEqual(i.status, 1)
         XCTAssertEqual(i.stderrLines.count, 1, i.stderr)
         let lines = i.stdoutText.split(separator: "\n")
-        XCTAssertEqual(lines.count, 4, "header, two records, total: \(i.stdoutText)")
+        XCTAssertEqual(lines.count, 5, "header, two records, total, model note: \(i.stdoutText)")
+        XCTAssertTrue(lines[4].hasPrefix("model "), i.stdoutText)
         XCTAssertTrue(lines[1].hasSuffix("  a.png"))
         XCTAssertTrue(lines[2].hasSuffix("  sub/b.jpg"))
 

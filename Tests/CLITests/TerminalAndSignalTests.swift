@@ -135,6 +135,20 @@ final class TerminalAndSignalTests: XCTestCase {
         }
     }
 
+    func testInfoLabelsTheDefaultModel() throws {
+        let root = scratch()
+        Fixture.makeTree(root)
+        guard Tools.run("rtenc", ["--version"], cwd: root).stdoutText.contains("bootstrap") else {
+            throw XCTSkip("the default model is not a bootstrap model")
+        }
+        assertSuccess(Tools.run("rtenc", ["-f", "-o", "a.rtk", "in/a.png"], cwd: root), "encode with the default model")
+        let r = Tools.run("rtinfo", ["a.rtk"], cwd: root)
+        assertSuccess(r, "rtinfo")
+        XCTAssertTrue(r.stdoutText.contains("the default model, a BOOTSTRAP model"), r.stdoutText)
+        let j = Tools.run("rtinfo", ["--json", "a.rtk"], cwd: root)
+        XCTAssertTrue(j.stdoutText.contains("BOOTSTRAP"), j.stdoutText)
+    }
+
     func testInfoTable() throws {
         let root = scratch()
         Fixture.makeTree(root)
@@ -142,7 +156,7 @@ final class TerminalAndSignalTests: XCTestCase {
         let r = Tools.run("rtinfo", ["-r", "out"], cwd: root)
         assertSuccess(r, "rtinfo -r out")
         let lines = r.stdoutText.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 5, r.stdoutText)
+        XCTAssertEqual(lines.count, 6, r.stdoutText)
         XCTAssertEqual(lines[0].split(separator: " "), ["Bytes", "Size", "Level", "Model", "BPP", "Name"])
         let fp = String(format: "%016llx", Fixture.fingerprint)
         let fields = lines[1].split(separator: " ").map(String.init)
@@ -153,6 +167,9 @@ final class TerminalAndSignalTests: XCTestCase {
         XCTAssertEqual(fields[4], String(format: "%.4f", Double(bytes * 8) / 240))
         XCTAssertEqual(fields[5], "out/a.png.rtk")
         XCTAssertTrue(lines[4].hasSuffix("3 records"))
+        // the test model is not this build's default: the note says so (the bootstrap label
+        // for the default model is checked in testInfoLabelsTheDefaultModel)
+        XCTAssertEqual(lines[5], "model \(fp): not this build's default model (rtdec searches -m, $REPTOK_MODEL_PATH, ~/.local/share/reptok/models)")
         let v = Tools.run("rtinfo", ["-v", "out/a.png.rtk"], cwd: root)
         assertSuccess(v, "rtinfo -v")
         XCTAssertTrue(v.stdoutText.contains("euler"), v.stdoutText)
