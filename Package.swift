@@ -7,7 +7,8 @@ let package = Package(
     name: "reptok",
     products: [
         .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
-                                           "RepTokFormat", "RepTokImage", "RepTokData", "RepTokCodec"]),
+                                           "RepTokFormat", "RepTokImage", "RepTokData", "RepTokCodec",
+                                           "RepTokEval"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
         .executable(name: "rtenc", targets: ["rtenc"]),
         .executable(name: "rtdec", targets: ["rtdec"]),
@@ -38,6 +39,9 @@ let package = Package(
         .target(name: "RepTokFormat", dependencies: ["CZstd"]),
         // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
         .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
+
+        // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement.
+        .target(name: "RepTokEval", dependencies: ["RepTokImage"]),
 
         // Training data: packed whole images, random-resized-crop views.
         .target(name: "RepTokData", dependencies: ["RepTokTensor", "RepTokImage"]),
@@ -79,6 +83,8 @@ let package = Package(
         ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
         .testTarget(name: "TrainTests", dependencies: ["RepTokTrain"]),
+        .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
                     resources: [.copy("Fixtures")]),
     ]
