@@ -10,9 +10,9 @@ import RepTokTensor
 /// - `quantizer.mean` [D]: per-dimension mean of training tokens
 /// - `quantizer.rotation` [D, D]: rows are principal directions, by decreasing variance
 /// - `quantizer.sigma` [D]: standard deviation of each principal coordinate
-/// - `quantizer.dictionary` [n] (U8): the zstd dictionary (may be empty: [0])
-/// and in `reptok.config` a `quantizer` part with `base_step` (the step at level 5, in units of
-/// the first component's sigma) and the level table.
+/// - `quantizer.dictionary` [n] (U8): the zstd dictionary (may be absent or empty)
+/// and in `reptok.config`'s `codec` part, `base_step`: the absolute step at level 5 in the rotated
+/// coordinates (each level scales it by 2^((5 - level) / 2)).
 public struct Quantizer: Sendable, Equatable {
     public static let levels = 1...9
     public let dim: Int
