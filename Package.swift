@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "rtenc", targets: ["rtenc"]),
         .executable(name: "rtdec", targets: ["rtdec"]),
         .executable(name: "rtinfo", targets: ["rtinfo"]),
+        .executable(name: "rteval", targets: ["rteval"]),
         .executable(name: "rttrain", targets: ["rttrain"]),
     ],
     dependencies: [
@@ -57,12 +58,13 @@ let package = Package(
         // The command-line tools: thin executables over RepTokCLI, which holds the shared option
         // groups and the file handling (temp file + rename, terminal refusal, batch, signals).
         .target(name: "RepTokCLI", dependencies: [
-            "RepTokCodec", "RepTokImage", "RepTokFormat", "RepTokTensor",
+            "RepTokCodec", "RepTokImage", "RepTokFormat", "RepTokTensor", "RepTokEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "rtenc", dependencies: ["RepTokCLI"]),
         .executableTarget(name: "rtdec", dependencies: ["RepTokCLI"]),
         .executableTarget(name: "rtinfo", dependencies: ["RepTokCLI"]),
+        .executableTarget(name: "rteval", dependencies: ["RepTokCLI"]),
 
         // The tokenizer trainer (training loop, checkpoints, export of codec model files, eval).
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN",
@@ -71,18 +73,20 @@ let package = Package(
             "RepTokTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors"]),
-        .testTarget(name: "FormatTests", dependencies: ["RepTokFormat"]),
-        .testTarget(name: "ImageTests", dependencies: ["RepTokImage"]),
-        .testTarget(name: "DataTests", dependencies: ["RepTokData"]),
+        // Test helpers shared by the test targets (not in the library product).
+        .target(name: "RepTokTestSupport", path: "Tests/Support"),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors", "RepTokTestSupport"]),
+        .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTestSupport"]),
+        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec"]),
         // Runs the built rtenc/rtdec/rtinfo binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
-            "rtenc", "rtdec", "rtinfo", "RepTokCodec", "RepTokFormat", "RepTokImage",
+            "rtenc", "rtdec", "rtinfo", "rteval", "RepTokCodec", "RepTokFormat", "RepTokImage",
             "RepTokSafeTensors", "RepTokModels",
         ]),
-        .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN"]),
-        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain"]),
+        .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN", "RepTokTestSupport"]),
+        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokTestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import Foundation
 import XCTest
 import RepTokData

@@ -1,21 +1,10 @@
+import RepTokTestSupport
 import Foundation
 import XCTest
 import RepTokData
 
 /// Deterministic test bytes (SplitMix64).
-struct TestRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next() >> 56) }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
+typealias TestRNG = SplitMix64
 
 func randomPixels(_ w: Int, _ h: Int, seed: UInt64) -> [UInt8] {
     var r = TestRNG(seed)

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import XCTest
 @testable import RepTokFormat
 

@@ -1,21 +1,11 @@
 // Shared helpers for the format tests: a seeded PRNG, fixtures, and a raw record builder that
 // can write any field value (including illegal ones) with a correct checksum.
 
+import RepTokTestSupport
 import XCTest
 @testable import RepTokFormat
 
 /// SplitMix64: small, seeded, reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 enum Fixtures {
     /// The typical record: 128x96, level 5, seed 0, Euler 1 step, 40-byte payload, no name.

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import XCTest
 import CJPEGShim
 @testable import RepTokImage

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import RepTokTensor
 import XCTest
 

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import CRTKernels
 import Foundation
 import XCTest

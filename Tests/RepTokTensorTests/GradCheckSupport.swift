@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import Foundation
 import RepTokTensor
 import XCTest
@@ -30,28 +31,7 @@ enum Tol {
 // MARK: - Random numbers
 
 /// SplitMix64: tiny, seeded, identical on every platform.
-struct SeededRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-    mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * uniform() }
-
-    /// Standard normal (Box-Muller).
-    mutating func normal() -> Double {
-        let u1 = 1 - uniform(), u2 = uniform()
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
-}
+typealias SeededRNG = SplitMix64
 
 /// A tensor of N(mean, std^2) values.
 func randn(_ shape: [Int], _ rng: inout SeededRNG, std: Double = 1, mean: Double = 0) -> Tensor {

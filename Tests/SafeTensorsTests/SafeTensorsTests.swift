@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import Foundation
 import XCTest
 @testable import RepTokSafeTensors
@@ -42,17 +43,6 @@ func makeTempDir(_ test: XCTestCase) throws -> String {
 }
 
 /// SplitMix64: a small seeded generator so the random tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Independent round-to-nearest-even reference for Float -> BF16 (finite inputs).
 func referenceBF16(_ x: Float) -> UInt16 {

@@ -1,3 +1,4 @@
+import RepTokTestSupport
 import Foundation
 import RepTokNN
 import RepTokTensor
@@ -8,21 +9,9 @@ import XCTest
 // a float64 reference forward written from the formulas (not from the fp32 code).
 
 /// SplitMix64 for test data.
-struct SSLTestRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-    mutating func normal() -> Double {
-        let u1 = 1 - uniform(), u2 = uniform()
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
+typealias SSLTestRNG = SplitMix64
+
+extension SplitMix64 {
     mutating func tensor(_ shape: [Int], std: Double = 1) -> Tensor {
         let t = Tensor(uninitialized: shape)
         for i in 0..<t.count { t[i] = Float(std * normal()) }

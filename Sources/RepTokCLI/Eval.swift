@@ -1,0 +1,393 @@
+// rteval: rate and quality of the codec on a set of images.
+//
+// For each image and each quality level: the record's bytes, bits per pixel (of the original
+// image), encode and decode time, and the decode's quality against the input, both at the
+// model's resolution (against the input squashed the same way, Codec.modelView) and at the
+// original size: PSNR, SSIM and MS-SSIM (RepTokEval.Metrics). Per-image rows, per-level means,
+// or a JSON object with --json.
+//
+// Conventions:
+//  - Images are evaluated one at a time, levels in order; the times are wall-clock times of
+//    Codec.encode (encoder forward + quantization) and of the decode (flow sampler at the model
+//    resolution, then the Lanczos resize to the original size, as Codec.decode does).
+//  - A metric that cannot be computed at a size (SSIM and MS-SSIM need both sides >= 11) is
+//    printed as "-" (null in JSON); identical images give PSNR "inf" (null in JSON, with
+//    "psnr_infinite": true). Means are over the images where the value is finite.
+//  - MS-SSIM uses 5 scales (Wang et al. 2003) when the smaller side is > 160, else fewer
+//    (Metrics.msssimScales); the table marks such values with "/k", k the number of scales.
+
+import ArgumentParser
+import Foundation
+import RepTokCodec
+import RepTokEval
+import RepTokFormat
+import RepTokImage
+
+/// LEVELS for -q: "1,5,9", "1-9", "1-3,7".
+public struct LevelList: ExpressibleByArgument, Sendable, Equatable {
+    public var levels: [Int]
+
+    public init?(argument: String) {
+        var set = Set<Int>()
+        for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count == 1 || bounds.count == 2,
+                  let lo = Int(bounds[0].trimmingCharacters(in: .whitespaces)),
+                  let hi = Int(bounds[bounds.count - 1].trimmingCharacters(in: .whitespaces)),
+                  lo <= hi, Quantizer.levels.contains(lo), Quantizer.levels.contains(hi) else { return nil }
+            for l in lo...hi { set.insert(l) }
+        }
+        guard !set.isEmpty else { return nil }
+        levels = set.sorted()
+    }
+
+    public init(levels: [Int]) { self.levels = levels }
+
+    public static var defaultCompletionKind: CompletionKind { .default }
+}
+
+public struct RTEval: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "rteval",
+        abstract: "Measure the codec: bytes, bits per pixel, times, PSNR, SSIM and MS-SSIM per image and level.",
+        discussion: "Exit status: 0 success, 1 some image could not be evaluated, 64 usage error. See rteval(1).")
+
+    @OptionGroup public var modelOptions: ModelOptions
+
+    @Option(name: [.customShort("q"), .customLong("levels")],
+            help: ArgumentHelp("Quality levels, e.g. 1,5,9 or 1-9 (default: 1-9).", valueName: "LEVELS"))
+    public var levels: LevelList = LevelList(levels: Array(Quantizer.levels))
+
+    @Option(name: .customLong("steps"),
+            help: ArgumentHelp("Decoder steps, 1-1000 (default: the model's, as written in the records).", valueName: "N"))
+    public var steps: Int?
+
+    @Flag(name: [.customShort("r"), .customLong("recursive")],
+          help: "Also take the images in the subdirectories of a directory (*.png, *.jpg, *.jpeg, *.ppm, *.pgm).")
+    public var recursive = false
+
+    @Flag(name: .customLong("json"), help: "Print a JSON object: rows, per-level means, model, steps, MS-SSIM scales.")
+    public var json = false
+
+    @Flag(name: .customLong("quiet"), help: "Print errors only on stderr (no progress, no warnings).")
+    public var quiet = false
+
+    @Flag(name: .customLong("version"), help: "Print the version and the default model's fingerprint.")
+    public var version = false
+
+    @Argument(help: ArgumentHelp("Image files, directories (their images; with -r, their trees), or - for stdin.", valueName: "FILE|DIR"))
+    public var inputs: [String] = []
+
+    public init() {}
+
+    public func validate() throws {
+        if version { return }
+        if inputs.isEmpty { throw ValidationError("no input: give image files or directories") }
+        if inputs.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be read only once") }
+        if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1-1000") }
+        if let m = modelOptions.model, m.isEmpty { throw ValidationError("-m needs a file name") }
+    }
+
+    static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "ppm", "pgm"]
+
+    static func isImageName(_ name: String) -> Bool {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return false }
+        return imageExtensions.contains(name[name.index(after: dot)...].lowercased())
+    }
+
+    /// Quality of a decode against its reference at one size.
+    struct Quality {
+        var psnr: Double?          // nil: not computable; may be +infinity
+        var ssim: Double?
+        var msssim: Double?
+        var scales: Int            // MS-SSIM scales used (0: none)
+    }
+
+    struct Row {
+        var file: String
+        var width: Int
+        var height: Int
+        var level: Int
+        var bytes: Int
+        var bpp: Double
+        var encodeSeconds: Double
+        var decodeSeconds: Double
+        var model: Quality
+        var original: Quality
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    static func seconds(since t: UInt64) -> Double { Double(now() &- t) / 1e9 }
+
+    static func quality(_ decoded: RGBImage, _ reference: RGBImage) throws -> Quality {
+        let psnr = try Metrics.psnr(decoded, reference)
+        let canSSIM = min(reference.width, reference.height) >= Metrics.windowSize
+        let ssim = canSSIM ? try Metrics.ssim(decoded, reference) : nil
+        var ms: Double? = nil, k = 0
+        if canSSIM {
+            let r = try Metrics.msssim(decoded, reference)
+            ms = r.value; k = r.scales
+        }
+        return Quality(psnr: psnr, ssim: ssim, msssim: ms, scales: k)
+    }
+
+    public func run() throws {
+        if version { print(ToolVersion.text(tool: "rteval")); return }
+        let console = Console(tool: "rteval", verbosity: quiet ? .quiet : .normal, progress: true)
+        // A directory is always taken: its own images, and with -r those of its whole tree.
+        var list = Inputs.expand(inputs, recursive: true) { RTEval.isImageName($0) }
+        if !recursive {
+            list.items.removeAll { $0.fromWalk && $0.rel.contains("/") }
+            list.errors.removeAll { !inputs.contains($0.0) }  // unreadable subdirectories are not wanted
+        }
+        var failed = false
+        for (arg, message) in list.errors {
+            console.error(path: arg, message)
+            failed = true
+        }
+        if list.items.contains(where: { $0.isStdin }) && isatty(STDIN_FILENO) == 1 {
+            console.error("stdin is a terminal, aborting")
+            throw ExitCode(ExitStatus.failure)
+        }
+        let model: CodecModel
+        do {
+            if let m = modelOptions.model { model = try CodecModel.cached(path: m) } else { model = try CodecModel.loadDefault() }
+        } catch {
+            console.error("\(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+        let S = model.imageSize
+        let effectiveSteps = steps ?? model.codec.defaultSteps
+        let levelList = levels.levels
+        let total = list.items.count * levelList.count
+        var done = 0
+        var rows: [Row] = []
+        var errors: [(String, String)] = list.errors
+
+        for item in list.items {
+            let input: RGBImage
+            do {
+                let bytes = try IO.readInput(item.path, cap: ImageLimits.default.maxBytes)
+                let decoded = try ImageIO.decode(bytes)
+                if decoded.hadICC {
+                    console.warning("\(Console.show(item.path)): ICC profile ignored (pixels are taken as sRGB)")
+                }
+                input = decoded.image
+            } catch {
+                console.error(path: item.path, RTEnc.message(error))
+                errors.append((item.path, RTEnc.message(error)))
+                failed = true
+                done += levelList.count
+                console.progress(done: done, total: total, name: item.rel)
+                continue
+            }
+            let view = Codec.modelView(input, size: S)
+            for level in levelList {
+                do {
+                    var t = RTEval.now()
+                    let record = try Codec.encode(input, model: model, options: EncodeOptions(level: level))
+                    let encodeSeconds = RTEval.seconds(since: t)
+                    let bytes = try record.serialized().count
+                    t = RTEval.now()
+                    let native = try Codec.decode(record, model: model, options: DecodeOptions(steps: steps, native: true))
+                    let full = (input.width == S && input.height == S)
+                        ? native : Resample.resize(native, width: input.width, height: input.height, filter: .lanczos3)
+                    let decodeSeconds = RTEval.seconds(since: t)
+                    let qModel = try RTEval.quality(native, view)
+                    let qOriginal = try RTEval.quality(full, input)
+                    rows.append(Row(file: item.path, width: input.width, height: input.height, level: level,
+                                    bytes: bytes, bpp: Double(bytes * 8) / Double(input.width * input.height),
+                                    encodeSeconds: encodeSeconds, decodeSeconds: decodeSeconds,
+                                    model: qModel, original: qOriginal))
+                } catch {
+                    let msg = "level \(level): " + RTEnc.message(error)
+                    console.error(path: item.path, msg)
+                    errors.append((item.path, msg))
+                    failed = true
+                }
+                done += 1
+                console.progress(done: done, total: total, name: "\(item.rel) level \(level)")
+            }
+        }
+        console.clearProgress()
+        let means = RTEval.means(rows, levels: levelList)
+        if json {
+            printJSON(rows, means: means, model: model, steps: effectiveSteps, levels: levelList, errors: errors)
+        } else {
+            printTable(rows, means: means, model: model, steps: effectiveSteps)
+        }
+        try failIf(failed)
+    }
+
+    // MARK: - Means
+
+    struct Mean {
+        var level: Int
+        var images: Int
+        var bytes: Double
+        var bpp: Double
+        var encodeSeconds: Double
+        var decodeSeconds: Double
+        var model: MeanQuality
+        var original: MeanQuality
+    }
+
+    /// Means over the images where each value is finite, and the scales seen.
+    struct MeanQuality {
+        var psnr: Double?
+        var psnrCount: Int
+        var ssim: Double?
+        var msssim: Double?
+        var scales: [Int]
+    }
+
+    static func mean(_ v: [Double]) -> Double? {
+        let f = v.filter { $0.isFinite }
+        return f.isEmpty ? nil : f.reduce(0, +) / Double(f.count)
+    }
+
+    static func meanQuality(_ q: [Quality]) -> MeanQuality {
+        let psnrs = q.compactMap { $0.psnr }.filter { $0.isFinite }
+        return MeanQuality(psnr: mean(psnrs), psnrCount: psnrs.count, ssim: mean(q.compactMap { $0.ssim }),
+                           msssim: mean(q.compactMap { $0.msssim }),
+                           scales: Set(q.filter { $0.msssim != nil }.map { $0.scales }).sorted())
+    }
+
+    static func means(_ rows: [Row], levels: [Int]) -> [Mean] {
+        levels.compactMap { level in
+            let r = rows.filter { $0.level == level }
+            guard !r.isEmpty else { return nil }
+            let n = Double(r.count)
+            return Mean(level: level, images: r.count, bytes: Double(r.map { $0.bytes }.reduce(0, +)) / n,
+                        bpp: r.map { $0.bpp }.reduce(0, +) / n,
+                        encodeSeconds: r.map { $0.encodeSeconds }.reduce(0, +) / n,
+                        decodeSeconds: r.map { $0.decodeSeconds }.reduce(0, +) / n,
+                        model: meanQuality(r.map { $0.model }), original: meanQuality(r.map { $0.original }))
+        }
+    }
+
+    // MARK: - Table
+
+    static func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
+
+    static func fmtPSNR(_ v: Double?) -> String {
+        guard let v else { return "-" }
+        return v.isFinite ? String(format: "%.2f", v) : "inf"
+    }
+
+    static func fmt4(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
+
+    static func fmtMS(_ v: Double?, scales: [Int]) -> String {
+        guard let v else { return "-" }
+        let s = String(format: "%.4f", v)
+        if scales == [5] || scales.isEmpty { return s }
+        return s + "/" + scales.map(String.init).joined(separator: ",")
+    }
+
+    static func qualityCells(psnr: Double?, ssim: Double?, msssim: Double?, scales: [Int]) -> String {
+        pad(fmtPSNR(psnr), 7) + "  " + pad(fmt4(ssim), 6) + "  " + pad(fmtMS(msssim, scales: scales), 10)
+    }
+
+    func printTable(_ rows: [Row], means: [Mean], model: CodecModel, steps: Int) {
+        let S = model.imageSize
+        var lines: [String] = []
+        lines.append("model \(model.fingerprintHex)" + (model.codec.bootstrap ? " (BOOTSTRAP)" : "")
+                     + ", resolution \(S)x\(S), steps \(steps)")
+        guard !rows.isEmpty else {
+            IO.writeAllIgnoringErrors(STDOUT_FILENO, Array((lines.joined(separator: "\n") + "\n").utf8))
+            return
+        }
+        let left = RTEval.pad("", 5 + 2 + 8 + 2 + 8 + 2 + 8 + 2 + 8)
+        let groupW = 7 + 2 + 6 + 2 + 10
+        func group(_ title: String) -> String {
+            let t = "-- " + title + " "
+            return t + String(repeating: "-", count: max(0, groupW - t.count))
+        }
+        lines.append(left + "  " + group("at \(S)x\(S)") + "  " + group("at original size"))
+        let p = RTEval.pad
+        lines.append(p("Level", 5) + "  " + p("Bytes", 8) + "  " + p("BPP", 8) + "  " + p("Enc ms", 8) + "  "
+                     + p("Dec ms", 8) + "  " + p("PSNR", 7) + "  " + p("SSIM", 6) + "  " + p("MS-SSIM", 10)
+                     + "  " + p("PSNR", 7) + "  " + p("SSIM", 6) + "  " + p("MS-SSIM", 10) + "  "
+                     + p("Size", 11) + "  File")
+        for r in rows {
+            lines.append(p("\(r.level)", 5) + "  " + p("\(r.bytes)", 8) + "  " + p(String(format: "%.4f", r.bpp), 8)
+                         + "  " + p(String(format: "%.1f", r.encodeSeconds * 1000), 8) + "  "
+                         + p(String(format: "%.1f", r.decodeSeconds * 1000), 8) + "  "
+                         + RTEval.qualityCells(psnr: r.model.psnr, ssim: r.model.ssim, msssim: r.model.msssim,
+                                               scales: [r.model.scales]) + "  "
+                         + RTEval.qualityCells(psnr: r.original.psnr, ssim: r.original.ssim,
+                                               msssim: r.original.msssim, scales: [r.original.scales]) + "  "
+                         + p("\(r.width)x\(r.height)", 11) + "  " + Console.show(r.file))
+        }
+        for m in means {
+            lines.append(p("\(m.level)", 5) + "  " + p(String(format: "%.1f", m.bytes), 8) + "  "
+                         + p(String(format: "%.4f", m.bpp), 8) + "  "
+                         + p(String(format: "%.1f", m.encodeSeconds * 1000), 8) + "  "
+                         + p(String(format: "%.1f", m.decodeSeconds * 1000), 8) + "  "
+                         + RTEval.qualityCells(psnr: m.model.psnr, ssim: m.model.ssim, msssim: m.model.msssim,
+                                               scales: m.model.scales) + "  "
+                         + RTEval.qualityCells(psnr: m.original.psnr, ssim: m.original.ssim,
+                                               msssim: m.original.msssim, scales: m.original.scales) + "  "
+                         + p("", 11) + "  mean of \(m.images) image" + (m.images == 1 ? "" : "s"))
+        }
+        let fewer = rows.contains { ($0.model.msssim != nil && $0.model.scales < 5)
+            || ($0.original.msssim != nil && $0.original.scales < 5) }
+        if fewer {
+            lines.append("MS-SSIM/k: k < 5 scales (image too small for 5), weights renormalized; not comparable with 5-scale MS-SSIM")
+        }
+        if rows.contains(where: { $0.model.ssim == nil || $0.original.ssim == nil }) {
+            lines.append("-: image side below 11, SSIM and MS-SSIM not computed")
+        }
+        IO.writeAllIgnoringErrors(STDOUT_FILENO, Array((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
+    // MARK: - JSON
+
+    static func round(_ v: Double, _ digits: Double) -> Double { (v * digits).rounded() / digits }
+
+    static func json(_ v: Double?, _ digits: Double = 1e6) -> Any {
+        guard let v, v.isFinite else { return NSNull() }
+        return round(v, digits)
+    }
+
+    static func jsonQuality(_ q: Quality) -> [String: Any] {
+        var o: [String: Any] = ["psnr": json(q.psnr), "ssim": json(q.ssim), "msssim": json(q.msssim),
+                                "msssim_scales": q.msssim == nil ? NSNull() : q.scales as Any]
+        if let p = q.psnr, p.isInfinite { o["psnr_infinite"] = true }
+        return o
+    }
+
+    static func jsonMeanQuality(_ q: MeanQuality) -> [String: Any] {
+        ["psnr": json(q.psnr), "psnr_images": q.psnrCount, "ssim": json(q.ssim), "msssim": json(q.msssim),
+         "msssim_scales": q.scales]
+    }
+
+    func printJSON(_ rows: [Row], means: [Mean], model: CodecModel, steps: Int, levels: [Int], errors: [(String, String)]) {
+        let S = model.imageSize
+        let jrows: [[String: Any]] = rows.map { r in
+            ["file": r.file, "width": r.width, "height": r.height, "level": r.level, "bytes": r.bytes,
+             "bpp": RTEval.round(r.bpp, 1e6), "encode_ms": RTEval.round(r.encodeSeconds * 1000, 1e3),
+             "decode_ms": RTEval.round(r.decodeSeconds * 1000, 1e3),
+             "model_resolution": RTEval.jsonQuality(r.model), "original_size": RTEval.jsonQuality(r.original)]
+        }
+        let jmeans: [[String: Any]] = means.map { m in
+            ["level": m.level, "images": m.images, "bytes": RTEval.round(m.bytes, 1e3), "bpp": RTEval.round(m.bpp, 1e6),
+             "encode_ms": RTEval.round(m.encodeSeconds * 1000, 1e3), "decode_ms": RTEval.round(m.decodeSeconds * 1000, 1e3),
+             "model_resolution": RTEval.jsonMeanQuality(m.model), "original_size": RTEval.jsonMeanQuality(m.original)]
+        }
+        let modelScales = Set(rows.filter { $0.model.msssim != nil }.map { $0.model.scales }).sorted()
+        let originalScales = Set(rows.filter { $0.original.msssim != nil }.map { $0.original.scales }).sorted()
+        let out: [String: Any] = [
+            "model": model.fingerprintHex, "model_path": model.path, "bootstrap": model.codec.bootstrap,
+            "resolution": S, "steps": steps, "levels": levels,
+            "msssim_scales": ["model_resolution": modelScales, "original_size": originalScales],
+            "msssim_weights": Metrics.msssimWeights,
+            "rows": jrows, "means": jmeans,
+            "errors": errors.map { ["file": $0.0, "message": Console.oneLine($0.1)] },
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+        IO.writeAllIgnoringErrors(STDOUT_FILENO, Array(data) + [0x0A])
+    }
+}

@@ -1,0 +1,4 @@
+// rteval: a thin wrapper; the command lives in RepTokCLI (Sources/RepTokCLI/Eval.swift).
+import RepTokCLI
+
+RTEval.main()

@@ -1,0 +1,107 @@
+// rteval: the table, --json, and bad images in a batch.
+
+import Foundation
+import XCTest
+
+final class EvalCLITests: XCTestCase {
+    let m = Fixture.model
+
+    func testTablePrintsOneRowPerImageAndLevelPlusMeans() {
+        let root = scratch()
+        Fixture.makeTree(root)
+        let r = Tools.run("rteval", ["-m", m, "-q", "1,5-6", "-r", "in"], cwd: root)
+        assertSuccess(r, "rteval -q 1,5-6 -r in")
+        XCTAssertEqual(r.stderr, "", "no progress when stderr is not a terminal")
+        let lines = r.stdoutText.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.first?.hasPrefix("model ") ?? false, r.stdoutText)
+        XCTAssertTrue(lines.first?.contains("steps 2") ?? false, r.stdoutText)
+        for file in ["in/a.png", "in/c.ppm", "in/sub/b.jpg"] {
+            let rows = lines.filter { $0.hasSuffix("  " + file) }
+            XCTAssertEqual(rows.count, 3, "\(file): one row per level\n\(r.stdoutText)")
+            XCTAssertEqual(rows.map { $0.split(separator: " ").first.map(String.init) }, ["1", "5", "6"], file)
+        }
+        let means = lines.filter { $0.hasSuffix("mean of 3 images") }
+        XCTAssertEqual(means.count, 3, r.stdoutText)
+        // c.ppm is 9x7: no SSIM at the original size; the tiny model's 16x16 gets 1 MS-SSIM scale.
+        XCTAssertTrue(lines.contains { $0.hasSuffix("in/c.ppm") && $0.contains(" - ") }, r.stdoutText)
+        XCTAssertTrue(r.stdoutText.contains("/1 "), "MS-SSIM scales printed below 5: \(r.stdoutText)")
+
+        // Without -r a directory gives its own images only.
+        let flat = Tools.run("rteval", ["-m", m, "-q", "2", "in"], cwd: root)
+        assertSuccess(flat, "rteval in")
+        XCTAssertEqual(flat.stdoutText.split(separator: "\n").filter { $0.hasSuffix(".png") || $0.hasSuffix(".ppm") || $0.hasSuffix(".jpg") }
+                        .map { String($0.split(separator: " ").last!) }, ["in/a.png", "in/c.ppm"], flat.stdoutText)
+
+        // --steps overrides the decode steps; bad levels are usage errors.
+        let s = Tools.run("rteval", ["-m", m, "-q", "3", "--steps", "1", "in/a.png"], cwd: root)
+        assertSuccess(s, "--steps 1")
+        XCTAssertTrue(s.stdoutText.contains("steps 1"), s.stdoutText)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "-q", "0-3", "in/a.png"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "-q", "5-2", "in/a.png"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--steps", "0", "in/a.png"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m], cwd: root).status, 64)
+    }
+
+    func testJSONHasRowsMeansModelStepsAndScales() throws {
+        let root = scratch()
+        Fixture.makeTree(root)
+        let r = Tools.run("rteval", ["-m", m, "-q", "2-3", "--json", "in/a.png", "in/sub/b.jpg"], cwd: root)
+        assertSuccess(r, "rteval --json")
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+        XCTAssertEqual(obj["model"] as? String, String(format: "%016llx", Fixture.fingerprint))
+        XCTAssertEqual(obj["steps"] as? Int, 2)
+        XCTAssertEqual(obj["levels"] as? [Int], [2, 3])
+        let scales = try XCTUnwrap(obj["msssim_scales"] as? [String: Any])
+        XCTAssertEqual(scales["model_resolution"] as? [Int], [1])
+        XCTAssertEqual(scales["original_size"] as? [Int], [1])
+        let rows = try XCTUnwrap(obj["rows"] as? [[String: Any]])
+        XCTAssertEqual(rows.count, 4)
+        XCTAssertEqual(rows.map { $0["file"] as? String }, ["in/a.png", "in/a.png", "in/sub/b.jpg", "in/sub/b.jpg"])
+        XCTAssertEqual(rows.map { $0["level"] as? Int }, [2, 3, 2, 3])
+        for row in rows {
+            for k in ["bytes", "bpp", "encode_ms", "decode_ms", "width", "height"] {
+                XCTAssertNotNil(row[k] as? NSNumber, "row field \(k)")
+            }
+            for k in ["model_resolution", "original_size"] {
+                let q = try XCTUnwrap(row[k] as? [String: Any], k)
+                XCTAssertNotNil(q["psnr"] as? Double, "\(k).psnr")
+                let ssim = try XCTUnwrap(q["ssim"] as? Double, "\(k).ssim")
+                XCTAssertTrue(ssim > -1 && ssim <= 1)
+                XCTAssertNotNil(q["msssim"] as? Double, "\(k).msssim")
+                XCTAssertEqual(q["msssim_scales"] as? Int, 1)
+            }
+        }
+        XCTAssertEqual(rows[0]["width"] as? Int, 20)
+        let bytes = try XCTUnwrap(rows[0]["bytes"] as? Int)
+        XCTAssertEqual(try XCTUnwrap(rows[0]["bpp"] as? Double), Double(bytes * 8) / Double(20 * 12), accuracy: 1e-5)
+        let means = try XCTUnwrap(obj["means"] as? [[String: Any]])
+        XCTAssertEqual(means.map { $0["level"] as? Int }, [2, 3])
+        XCTAssertEqual(means.map { $0["images"] as? Int }, [2, 2])
+        XCTAssertNotNil((means[0]["original_size"] as? [String: Any])?["psnr"] as? Double)
+    }
+
+    func testCorruptImageFailsWithExit1AndTheOthersAreEvaluated() throws {
+        let root = scratch()
+        Fixture.makeTree(root, extras: ["sub/bad.png": Array(TestImages.png().prefix(50)),
+                                        "notes.txt": Array("not an image\n".utf8)])
+        let r = Tools.run("rteval", ["-m", m, "-q", "4", "-r", "in"], cwd: root)
+        XCTAssertFalse(r.signaled)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
+        XCTAssertTrue(r.stderrLines.first?.hasPrefix("rteval: in/sub/bad.png: ") ?? false, r.stderr)
+        let lines = r.stdoutText.split(separator: "\n").map(String.init)
+        for file in ["in/a.png", "in/c.ppm", "in/sub/b.jpg"] {
+            XCTAssertEqual(lines.filter { $0.hasSuffix("  " + file) }.count, 1, "\(file)\n\(r.stdoutText)")
+        }
+        XCTAssertFalse(r.stdoutText.contains("notes.txt"))
+        XCTAssertEqual(lines.filter { $0.hasSuffix("mean of 3 images") }.count, 1, r.stdoutText)
+
+        let j = Tools.run("rteval", ["-m", m, "-q", "4", "--json", "in/sub/bad.png", "in/a.png", "in/missing.png"], cwd: root)
+        XCTAssertEqual(j.status, 1, j.stderr)
+        XCTAssertEqual(j.stderrLines.count, 2, j.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(j.stdout)) as? [String: Any])
+        XCTAssertEqual((obj["rows"] as? [[String: Any]])?.count, 1)
+        XCTAssertEqual((obj["errors"] as? [[String: Any]])?.compactMap { $0["file"] as? String }.sorted(),
+                       ["in/missing.png", "in/sub/bad.png"])
+    }
+}
