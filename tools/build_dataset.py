@@ -398,6 +398,10 @@ def ensure_pillow(cache: Path):
     run([sys.executable, "-m", "pip", "install", "-q", "--target", str(lib), "Pillow"])
     for m in [m for m in sys.modules if m == "PIL" or m.startswith("PIL.")]:
         del sys.modules[m]
+    # The target folder did not exist when it went on sys.path: drop the finders' cached misses.
+    import importlib
+    sys.path_importer_cache.pop(str(lib), None)
+    importlib.invalidate_caches()
     if not ok():
         raise RuntimeError("Pillow with WebP support is not available")
 
