@@ -96,29 +96,7 @@ public final class CodecModel: @unchecked Sendable {
     /// FNV-1a 64 over, in key order, every tensor under the decode prefixes (name, dtype, shape,
     /// raw bytes) followed by the encoder, decoder and codec parts of the config.
     public static func fingerprint(of file: SafeTensorsFile) throws -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func eat(_ bytes: UnsafeRawBufferPointer) {
-            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        }
-        func eat(_ s: String) {
-            var s = s
-            s.withUTF8 { eat(UnsafeRawBufferPointer($0)) }
-            withUnsafeBytes(of: UInt8(0)) { eat($0) }  // NUL terminator (not eat("\u{0}"): that recursed)
-        }
-        for name in file.names where fingerprintPrefixes.contains(where: { name.hasPrefix($0) }) {
-            let info = try file.info(name)
-            eat(name); eat(info.dtype.rawValue); eat(info.shape.map(String.init).joined(separator: ","))
-            try file.withRawBytes(name) { eat($0) }
-        }
-        if let json = file.metadata["reptok.config"],
-           let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] {
-            for part in ["encoder", "decoder", "codec"] {
-                if let sub = obj[part], let d = try? JSONSerialization.data(withJSONObject: sub, options: [.sortedKeys]) {
-                    eat(String(decoding: d, as: UTF8.self))
-                }
-            }
-        }
-        return h
+        try ModelFile.fingerprint(of: file, prefixes: fingerprintPrefixes, configParts: ["encoder", "decoder", "codec"])
     }
 
     public var fingerprintHex: String { String(format: "%016llx", fingerprint) }

@@ -149,29 +149,9 @@ public final class TokenizerTrainer {
     /// position table is resampled to `imageSize` when the file's differs (as the encoder would
     /// do at run time), so the encoder's config matches the decoder's image size.
     public static func loadEncoder(_ path: String, imageSize S: Int) throws -> Dinov2Encoder {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch { throw TrainError.config("cannot read encoder \(path): \(error)") }
-        guard let cj = file.metadata["reptok.config"] else { throw TrainError.config("\(path): no reptok.config metadata") }
-        var ecfg = try ModelFile.part(EncoderConfig.self, "encoder", in: cj)
-        try ecfg.validate()
-        guard S % ecfg.patchSize == 0 else {
-            throw TrainError.config("image size \(S) is not a multiple of the encoder's patch \(ecfg.patchSize)")
+        do { return try Dinov2Encoder.load(path: path, imageSize: S) } catch let e as ModelError {
+            throw TrainError.config(e.description)
         }
-        let src = Dinov2Encoder(ecfg)
-        try ModelFile.load(src.parameters, prefix: "encoder.", from: file)
-        if ecfg.imageSize == S { return src }
-        ecfg.imageSize = S
-        let dst = Dinov2Encoder(ecfg)
-        let D = ecfg.hiddenSize, g = S / ecfg.patchSize
-        for (a, b) in zip(dst.parameters, src.parameters) where a.key != "embeddings.position_embeddings" {
-            a.value.copy(from: b.value)
-        }
-        let ip = PosInterpolation(from: src.config.grid, toH: g, toW: g, antialias: ecfg.numRegisterTokens > 0)
-        let table = ip.forward(src.positionEmbeddings.value.data + D, dim: D)
-        let pos = dst.positionEmbeddings.value
-        pos.data.update(from: src.positionEmbeddings.value.data, count: D)
-        (pos.data + D).update(from: table.data, count: g * g * D)
-        return dst
     }
 
     // MARK: - Checkpoints
