@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
 
         // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement.
-        .target(name: "RepTokEval", dependencies: ["RepTokImage", "RepTokModels", "RepTokSafeTensors", "RepTokTensor"]),
+        .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokImage", "RepTokModels", "RepTokSafeTensors", "RepTokTensor"]),
 
         // Training data: packed whole images, random-resized-crop views.
         .target(name: "RepTokData", dependencies: ["RepTokTensor", "RepTokImage"]),

@@ -11,10 +11,14 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
                          float, float *, int);
 typedef void (*setthreads_fn)(int);
 typedef char *(*config_fn)(void);
+/* LAPACK dsyevd (Fortran ABI, gfortran's hidden string lengths last). */
+typedef void (*dsyevd_fn)(const char *, const char *, const int *, double *, const int *, double *, double *,
+                          const int *, int *, const int *, int *, size_t, size_t);
 
 static sgemm_fn p_sgemm;
 static setthreads_fn p_set_threads;
 static config_fn p_config;
+static dsyevd_fn p_dsyevd;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static char err[512];
 static char coretype[32];
@@ -49,6 +53,7 @@ static void load(void) {
     p_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
     p_set_threads = (setthreads_fn)dlsym(h, "openblas_set_num_threads");
     p_config = (config_fn)dlsym(h, "openblas_get_config");
+    p_dsyevd = (dsyevd_fn)dlsym(h, "dsyevd_");
     if (!p_sgemm) snprintf(err, sizeof err, "OpenBLAS library lacks cblas_sgemm");
 }
 
@@ -85,4 +90,21 @@ const char *rt_blas_config(void) {
 const char *rt_blas_coretype(void) {
     rt_blas_load();
     return coretype;
+}
+
+int rt_dsyevd(int n, double *a, double *w) {
+    if (rt_blas_load() != 0 || !p_dsyevd) return -1000;
+    if (n <= 0) return -1001;
+    int lwork = -1, liwork = -1, info = 0, iw = 0;
+    double wq = 0;
+    p_dsyevd("V", "L", &n, a, &n, w, &wq, &lwork, &iw, &liwork, &info, 1, 1);
+    if (info != 0) return info;
+    lwork = (int)wq + 1;
+    liwork = iw + 1;
+    double *work = malloc(sizeof(double) * (size_t)lwork);
+    int *iwork = malloc(sizeof(int) * (size_t)liwork);
+    if (!work || !iwork) { free(work); free(iwork); return -1002; }
+    p_dsyevd("V", "L", &n, a, &n, w, work, &lwork, iwork, &liwork, &info, 1, 1);
+    free(work); free(iwork);
+    return info;
 }

@@ -15,6 +15,12 @@
 //    "psnr_infinite": true). Means are over the images where the value is finite.
 //  - MS-SSIM uses 5 scales (Wang et al. 2003) when the smaller side is > 160, else fewer
 //    (Metrics.msssimScales); the table marks such values with "/k", k the number of scales.
+//  - --realism adds, per level, the Frechet distance between the SSL features (RepTokEval.
+//    SSLFeatureSpace: the [CLS] token of one fixed frozen SSL encoder, by default the bundled
+//    Models/ssl-encoder.safetensors) of the inputs' model views and of their decodes at the
+//    model resolution, over V views per image (default: enough for 4x the feature dimension),
+//    with a paired bootstrap interval over images; and its floor: the same inputs against
+//    themselves with other view boxes (what sampling alone gives).
 
 import ArgumentParser
 import Foundation
@@ -69,6 +75,22 @@ public struct RTEval: ParsableCommand {
     @Flag(name: .customLong("json"), help: "Print a JSON object: rows, per-level means, model, steps, MS-SSIM scales.")
     public var json = false
 
+    @Flag(name: .customLong("realism"),
+          help: "Also measure the Frechet distance of SSL features, decodes against inputs, per level (see rteval(1)).")
+    public var realism = false
+
+    @Option(name: .customLong("feature-encoder"),
+            help: ArgumentHelp("SSL encoder for --realism (default: the bundled ssl-encoder).", valueName: "FILE"))
+    public var featureEncoder: String?
+
+    @Option(name: .customLong("views"),
+            help: ArgumentHelp("Views per image for --realism, 1-4096 (default: enough for 4x the feature dimension).", valueName: "N"))
+    public var views: Int?
+
+    @Option(name: .customLong("bootstrap"),
+            help: ArgumentHelp("Bootstrap resamples for the --realism interval, 0-10000 (default 200).", valueName: "N"))
+    public var bootstrap = 200
+
     @Flag(name: .customLong("quiet"), help: "Print errors only on stderr (no progress, no warnings).")
     public var quiet = false
 
@@ -86,6 +108,12 @@ public struct RTEval: ParsableCommand {
         if inputs.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be read only once") }
         if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1-1000") }
         if let m = modelOptions.model, m.isEmpty { throw ValidationError("-m needs a file name") }
+        if let v = views, !(1...4096).contains(v) { throw ValidationError("--views must be 1-4096") }
+        if !(0...10000).contains(bootstrap) { throw ValidationError("--bootstrap must be 0-10000") }
+        if let f = featureEncoder, f.isEmpty { throw ValidationError("--feature-encoder needs a file name") }
+        if !realism && (views != nil || featureEncoder != nil) {
+            throw ValidationError("--views and --feature-encoder need --realism")
+        }
     }
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "ppm", "pgm"]
@@ -157,6 +185,18 @@ public struct RTEval: ParsableCommand {
             console.error("\(error)")
             throw ExitCode(ExitStatus.failure)
         }
+        var features: SSLFeatureSpace? = nil
+        if realism {
+            do {
+                guard let p = featureEncoder ?? CodecModel.bundledModelPath("ssl-encoder") else {
+                    throw CodecError.model("no SSL feature encoder is installed beside this program: give --feature-encoder FILE")
+                }
+                features = try SSLFeatureSpace(path: p)
+            } catch {
+                console.error("feature encoder: \(error)")
+                throw ExitCode(ExitStatus.failure)
+            }
+        }
         let S = model.imageSize
         let effectiveSteps = steps ?? model.codec.defaultSteps
         let levelList = levels.levels
@@ -164,6 +204,9 @@ public struct RTEval: ParsableCommand {
         var done = 0
         var rows: [Row] = []
         var errors: [(String, String)] = list.errors
+        // For --realism: per image, its model view and its decode at each level (nil: failed).
+        var realismViews: [RGBImage] = []
+        var realismDecodes: [[Int: RGBImage]] = []
 
         for item in list.items {
             let input: RGBImage
@@ -183,6 +226,7 @@ public struct RTEval: ParsableCommand {
                 continue
             }
             let view = Codec.modelView(input, size: S)
+            var decodes: [Int: RGBImage] = [:]
             for level in levelList {
                 do {
                     var t = RTEval.now()
@@ -194,6 +238,7 @@ public struct RTEval: ParsableCommand {
                     let full = (input.width == S && input.height == S)
                         ? native : Resample.resize(native, width: input.width, height: input.height, filter: .lanczos3)
                     let decodeSeconds = RTEval.seconds(since: t)
+                    if realism { decodes[level] = native }
                     let qModel = try RTEval.quality(native, view)
                     let qOriginal = try RTEval.quality(full, input)
                     rows.append(Row(file: item.path, width: input.width, height: input.height, level: level,
@@ -209,13 +254,26 @@ public struct RTEval: ParsableCommand {
                 done += 1
                 console.progress(done: done, total: total, name: "\(item.rel) level \(level)")
             }
+            if realism { realismViews.append(view); realismDecodes.append(decodes) }
         }
         console.clearProgress()
         let means = RTEval.means(rows, levels: levelList)
+        var realismResult: Realism? = nil
+        if let fs = features {
+            do {
+                realismResult = try RTEval.realism(fs, views: realismViews, decodes: realismDecodes, levels: levelList,
+                                                   viewsPerImage: views, resamples: bootstrap, console: console)
+            } catch {
+                console.error("realism: \(error)")
+                failed = true
+            }
+        }
         if json {
-            printJSON(rows, means: means, model: model, steps: effectiveSteps, levels: levelList, errors: errors)
+            printJSON(rows, means: means, model: model, steps: effectiveSteps, levels: levelList, errors: errors,
+                      realism: realismResult)
         } else {
             printTable(rows, means: means, model: model, steps: effectiveSteps)
+            if let r = realismResult { printRealism(r) }
         }
         try failIf(failed)
     }
@@ -363,7 +421,8 @@ public struct RTEval: ParsableCommand {
          "msssim_scales": q.scales]
     }
 
-    func printJSON(_ rows: [Row], means: [Mean], model: CodecModel, steps: Int, levels: [Int], errors: [(String, String)]) {
+    func printJSON(_ rows: [Row], means: [Mean], model: CodecModel, steps: Int, levels: [Int], errors: [(String, String)],
+                   realism: Realism? = nil) {
         let S = model.imageSize
         let jrows: [[String: Any]] = rows.map { r in
             ["file": r.file, "width": r.width, "height": r.height, "level": r.level, "bytes": r.bytes,
@@ -378,7 +437,7 @@ public struct RTEval: ParsableCommand {
         }
         let modelScales = Set(rows.filter { $0.model.msssim != nil }.map { $0.model.scales }).sorted()
         let originalScales = Set(rows.filter { $0.original.msssim != nil }.map { $0.original.scales }).sorted()
-        let out: [String: Any] = [
+        var out: [String: Any] = [
             "model": model.fingerprintHex, "model_path": model.path, "bootstrap": model.codec.bootstrap,
             "resolution": S, "steps": steps, "levels": levels,
             "msssim_scales": ["model_resolution": modelScales, "original_size": originalScales],
@@ -386,6 +445,7 @@ public struct RTEval: ParsableCommand {
             "rows": jrows, "means": jmeans,
             "errors": errors.map { ["file": $0.0, "message": Console.oneLine($0.1)] },
         ]
+        if let r = realism { out["realism"] = RTEval.jsonRealism(r) }
         let data = (try? JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
         IO.writeAllIgnoringErrors(STDOUT_FILENO, Array(data) + [0x0A])

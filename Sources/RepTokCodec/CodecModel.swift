@@ -102,8 +102,12 @@ public final class CodecModel: @unchecked Sendable {
     public var fingerprintHex: String { String(format: "%016llx", fingerprint) }
 
     /// The model shipped with the package (resource `Models/default.safetensors`).
-    public static func defaultModelPath() -> String? {
-        Bundle.module.url(forResource: "default", withExtension: "safetensors", subdirectory: "Models")?.path
+    public static func defaultModelPath() -> String? { bundledModelPath("default") }
+
+    /// A file `Models/NAME.safetensors` shipped with the package: `default` (the codec model),
+    /// `ssl-encoder` (the fixed feature encoder of rteval's realism figure).
+    public static func bundledModelPath(_ name: String) -> String? {
+        Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Models")?.path
     }
 
     nonisolated(unsafe) private static var cache: [String: CodecModel] = [:]

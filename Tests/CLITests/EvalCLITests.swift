@@ -104,4 +104,51 @@ final class EvalCLITests: XCTestCase {
         XCTAssertEqual((obj["errors"] as? [[String: Any]])?.compactMap { $0["file"] as? String }.sorted(),
                        ["in/missing.png", "in/sub/bad.png"])
     }
+
+    func testRealismReportsFrechetPerLevelWithIntervalAndIsDeterministic() throws {
+        let root = scratch()
+        Fixture.makeTree(root)
+        // Any file with encoder.* tensors and an encoder config serves as the feature encoder; the
+        // test model's own encoder is small enough for a test.
+        let args = ["-m", m, "-q", "2,6", "--json", "--realism", "--feature-encoder", m, "--views", "5",
+                    "--bootstrap", "20", "in/a.png", "in/sub/b.jpg", "in/c.ppm"]
+        let r = Tools.run("rteval", args, cwd: root)
+        assertSuccess(r, "rteval --realism --json")
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+        let real = try XCTUnwrap(obj["realism"] as? [String: Any], r.stdoutText)
+        XCTAssertEqual(real["views_per_image"] as? Int, 5)
+        XCTAssertEqual(real["resamples"] as? Int, 20)
+        XCTAssertEqual(real["feature_encoder_path"] as? String, m)
+        let levels = try XCTUnwrap(real["levels"] as? [[String: Any]])
+        XCTAssertEqual(levels.map { $0["level"] as? Int }, [2, 6])
+        for l in levels + [try XCTUnwrap(real["floor"] as? [String: Any])] {
+            let v = try XCTUnwrap(l["frechet"] as? Double), lo = try XCTUnwrap(l["low"] as? Double),
+                hi = try XCTUnwrap(l["high"] as? Double)
+            XCTAssertGreaterThanOrEqual(v, 0)
+            XCTAssertLessThanOrEqual(lo, hi)
+            XCTAssertEqual(l["images"] as? Int, 3)
+            XCTAssertEqual(l["samples"] as? Int, 15)
+        }
+        // Same inputs, same numbers (times aside).
+        let again = Tools.run("rteval", args, cwd: root)
+        let obj2 = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(again.stdout)) as? [String: Any])
+        XCTAssertEqual(obj2["realism"] as? NSDictionary, real as NSDictionary)
+
+        // The table form prints one line per level, the floor, and the under-sampling note
+        // (3 images x 5 views < 4 x the feature dimension).
+        let t = Tools.run("rteval", ["-m", m, "-q", "4", "--realism", "--feature-encoder", m, "--views", "5",
+                                     "--bootstrap", "0", "in/a.png", "in/c.ppm"], cwd: root)
+        assertSuccess(t, "rteval --realism")
+        XCTAssertTrue(t.stdoutText.contains("SSL-feature Frechet distance"), t.stdoutText)
+        XCTAssertTrue(t.stdoutText.contains("\nfloor  "), t.stdoutText)
+        XCTAssertTrue(t.stdoutText.contains("biased upward"), t.stdoutText)
+
+        // Usage errors, and a missing feature encoder: one line, exit 1, no table.
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--views", "3", "in/a.png"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--realism", "--views", "0", "in/a.png"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--realism", "--bootstrap", "-1", "in/a.png"], cwd: root).status, 64)
+        let bad = Tools.run("rteval", ["-m", m, "--realism", "--feature-encoder", "nope.safetensors", "in/a.png"], cwd: root)
+        assertCleanFailure(bad, tool: "rteval", mentions: "nope.safetensors", "missing feature encoder")
+        XCTAssertEqual(bad.stdout, [])
+    }
 }

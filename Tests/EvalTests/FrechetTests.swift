@@ -84,6 +84,15 @@ final class FrechetTests: XCTestCase {
         }
         let trace = (0..<n).reduce(0.0) { $0 + m[$1 * n + $1] }
         XCTAssertEqual(values.reduce(0, +), trace, accuracy: 1e-12)
+        // LAPACK (what the distance uses) gives the same spectrum and the same eigenvectors up to sign.
+        let (lv, lvec) = Frechet.eigen(m, n: n)
+        let order = values.indices.sorted { values[$0] < values[$1] }
+        for (r, k) in order.enumerated() {
+            XCTAssertEqual(lv[r], values[k], accuracy: 1e-12)
+            var dot = 0.0
+            for i in 0..<n { dot += lvec[i * n + r] * vectors[i * n + k] }
+            XCTAssertEqual(abs(dot), 1, accuracy: 1e-9)
+        }
     }
 
     func testBootstrapIntervalBracketsAndIsSeeded() throws {

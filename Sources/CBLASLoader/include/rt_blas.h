@@ -23,6 +23,10 @@ const char *rt_blas_error(void);
 const char *rt_blas_config(void);
 /* The OPENBLAS_CORETYPE in effect ("" if none). */
 const char *rt_blas_coretype(void);
+/* LAPACK dsyevd of OpenBLAS: eigenvalues (ascending) into w[n] and eigenvectors of the symmetric
+ * n x n matrix a (either triangle; row- and column-major agree) written over a, vector k in
+ * a[k*n ... k*n+n-1]. Returns 0, LAPACK's info, or < -999 when the routine is unavailable. */
+int rt_dsyevd(int n, double *a, double *w);
 
 #ifdef __cplusplus
 }
