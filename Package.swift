@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "rtdec", targets: ["rtdec"]),
         .executable(name: "rtinfo", targets: ["rtinfo"]),
         .executable(name: "rteval", targets: ["rteval"]),
+        .executable(name: "rtgen", targets: ["rtgen"]),
         .executable(name: "rttrain", targets: ["rttrain"]),
     ],
     dependencies: [
@@ -65,6 +66,7 @@ let package = Package(
         .executableTarget(name: "rtdec", dependencies: ["RepTokCLI"]),
         .executableTarget(name: "rtinfo", dependencies: ["RepTokCLI"]),
         .executableTarget(name: "rteval", dependencies: ["RepTokCLI"]),
+        .executableTarget(name: "rtgen", dependencies: ["RepTokCLI"]),
 
         // The tokenizer trainer (training loop, checkpoints, export of codec model files, eval).
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN",
@@ -82,7 +84,7 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec"]),
         // Runs the built rtenc/rtdec/rtinfo binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
-            "rtenc", "rtdec", "rtinfo", "rteval", "RepTokCodec", "RepTokFormat", "RepTokImage",
+            "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",
             "RepTokSafeTensors", "RepTokModels",
         ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN", "RepTokTestSupport"]),

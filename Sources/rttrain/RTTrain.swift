@@ -10,7 +10,7 @@ struct RTTrain: ParsableCommand {
         commandName: "rttrain",
         abstract: "Train reptok tokenizers and export them as codec models.",
         discussion: "See docs/TRAINING.md.",
-        subcommands: [Tokenizer.self, Export.self, Eval.self, SSLCommand.self])
+        subcommands: [Tokenizer.self, Export.self, Eval.self, SSLCommand.self, GeneratorCommand.self])
 }
 
 func fail(_ s: String) -> Never {

@@ -1,0 +1,351 @@
+// rttrain generator: a flow model over the codec's single token (RepTok's generation half).
+//
+// 1. Token cache (computed once per run folder, `tokens.safetensors`): `views` views per
+//    training picture from RepTokData's ViewSampler (half whole pictures, half large
+//    random-resized crops, flips, mild jitter: what the tokenizer trained on), each through the
+//    codec model's frozen encoder + adapter, with its class label (ImageFolder subfolder).
+//    Tokens are standardized: u = (z - mean) / std, mean per dimension, std one scalar (RMS over
+//    dimensions), stored with the cache and in the exported file.
+// 2. Flow matching on u: u_t = (1 - t) u + t eps, target eps - u, t logit-normal with a uniform
+//    share; labels dropped to the null class with probability `labelDrop` (classifier-free
+//    guidance). AdamW, warm-up + cosine, clipping, EMA; every draw of step s is keyed by
+//    (seed, s), so `--resume` repeats the uninterrupted run exactly.
+// 3. Export: the EMA weights under `generator.*`, `normalization.mean` / `normalization.std`,
+//    and `reptok.config` = {generator: GeneratorConfig, codec_model: fingerprint, training}.
+
+import Foundation
+import RepTokCodec
+import RepTokData
+import RepTokModels
+import RepTokNN
+import RepTokSafeTensors
+import RepTokTensor
+
+public struct GeneratorTrainConfig: Codable, Equatable, Sendable {
+    public var data: String
+    /// The codec model whose tokens are generated (nil: the embedded default model).
+    public var model: String?
+    public var views = 16
+    public var width = 256
+    public var depth = 6
+    public var mlpRatio = 4
+    public var batch = 256
+    public var lr: Float = 5e-4
+    public var minLR: Float = 0
+    public var warmup = 200
+    public var steps = 4000
+    public var weightDecay: Float = 0.01
+    public var clip: Float = 1
+    public var ema: Float = 0.999
+    public var labelDrop: Float = 0.1
+    public var tUniform: Float = 0.1
+    public var seed: UInt64 = 0
+    public var checkpointMinutes = 5.0
+    public var logEvery = 50
+
+    public init(data: String, model: String? = nil) { self.data = data; self.model = model }
+
+    enum CodingKeys: String, CodingKey {
+        case data, model, views, width, depth, mlpRatio = "mlp_ratio", batch, lr, minLR = "min_lr", warmup, steps
+        case weightDecay = "weight_decay", clip, ema, labelDrop = "label_drop", tUniform = "t_uniform", seed
+        case checkpointMinutes = "checkpoint_minutes", logEvery = "log_every"
+    }
+
+    public func validate() throws {
+        func bad(_ s: String) -> TrainError { .config(s) }
+        guard (1...1024).contains(views) else { throw bad("--views must be 1-1024") }
+        guard (1...65536).contains(batch), steps >= 1, warmup >= 0 else { throw bad("--batch/--steps/--warmup") }
+        guard lr > 0, minLR >= 0, minLR <= lr, weightDecay >= 0, clip > 0 else { throw bad("--lr/--min-lr/--weight-decay/--clip") }
+        guard ema >= 0, ema < 1, labelDrop >= 0, labelDrop <= 1, tUniform >= 0, tUniform <= 1 else {
+            throw bad("--ema/--label-drop/--t-uniform")
+        }
+        guard checkpointMinutes > 0, logEvery >= 1 else { throw bad("--checkpoint-minutes/--log-every") }
+        try GeneratorConfig(tokenDim: 1, width: width, depth: depth, mlpRatio: mlpRatio, classes: ["x"]).validate()
+    }
+}
+
+struct GeneratorTrainState: Codable, Equatable {
+    var format = "reptok-generator-checkpoint"
+    var version = 1
+    var config: GeneratorTrainConfig
+    var codecModel: String
+    var step: Int
+    var wallSeconds: Double
+    var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, config, codecModel = "codec_model", step, wallSeconds = "wall_seconds", threads
+    }
+}
+
+/// A standardized token set with labels (the generator's training data).
+public struct TokenSet {
+    public let dim: Int
+    public let tokens: [Float]       // [count, dim], standardized
+    public let labels: [Int]
+    public let classes: [String]
+    public let mean: [Float]
+    public let std: Float
+    public var count: Int { labels.count }
+}
+
+public final class GeneratorTrainer {
+    public let config: GeneratorTrainConfig
+    public let codec: CodecModel
+    public let generator: TokenGenerator
+    public let optimizer: AdamW
+    public let ema: WeightEMA
+    public private(set) var step = 0
+    public private(set) var data: TokenSet!
+    private var wallBefore = 0.0
+    private var checkpointThreads: Int?
+    public let runDir: String
+    public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    public var quiet = false
+
+    var checkpointPath: String { runDir + "/checkpoint.safetensors" }
+    var metricsPath: String { runDir + "/metrics.jsonl" }
+    var cachePath: String { runDir + "/tokens.safetensors" }
+
+    static func loadCodec(_ path: String?) throws -> CodecModel {
+        do { return try path.map { try CodecModel.cached(path: $0) } ?? CodecModel.loadDefault() } catch {
+            throw TrainError.config("codec model: \(error)")
+        }
+    }
+
+    /// A fresh run; the class list comes from the data file.
+    public init(config: GeneratorTrainConfig, runDir: String) throws {
+        try config.validate()
+        self.config = config
+        self.runDir = runDir
+        codec = try GeneratorTrainer.loadCodec(config.model)
+        let ds = try Pictures.open(config.data)
+        let gcfg = GeneratorConfig(tokenDim: codec.quantizer.dim, width: config.width, depth: config.depth,
+                                   mlpRatio: config.mlpRatio, classes: ds.classNames)
+        try gcfg.validate()
+        generator = TokenGenerator(gcfg)
+        generator.initialize(seed: mix64(config.seed, 0x6E4E))
+        optimizer = AdamW(generator.parameters, weightDecay: config.weightDecay)
+        ema = WeightEMA(generator.parameters, decay: config.ema, warmup: true)
+    }
+
+    /// A run restored from `runDir/checkpoint.safetensors`.
+    public init(resuming runDir: String) throws {
+        self.runDir = runDir
+        let path = runDir + "/checkpoint.safetensors"
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch { throw TrainError.checkpoint("cannot read \(path): \(error)") }
+        guard let js = file.metadata["reptok.generator-train"], let cj = file.metadata["reptok.config"] else {
+            throw TrainError.checkpoint("\(path) is not a generator checkpoint")
+        }
+        let state: GeneratorTrainState
+        do { state = try JSONDecoder().decode(GeneratorTrainState.self, from: Data(js.utf8)) } catch {
+            throw TrainError.checkpoint("\(path): bad metadata: \(error)")
+        }
+        config = state.config
+        codec = try GeneratorTrainer.loadCodec(config.model)
+        guard codec.fingerprintHex == state.codecModel else {
+            throw TrainError.checkpoint("\(path) was trained on the tokens of model \(state.codecModel), not \(codec.fingerprintHex)")
+        }
+        let gcfg = try ModelFile.part(GeneratorConfig.self, "generator", in: cj)
+        generator = TokenGenerator(gcfg)
+        try ModelFile.load(generator.parameters, prefix: "param.", from: file)
+        optimizer = AdamW(generator.parameters, weightDecay: config.weightDecay)
+        let ms = try generator.parameters.map { try ModelFile.tensor("adam.m." + $0.key, in: file) }
+        let vs = try generator.parameters.map { try ModelFile.tensor("adam.v." + $0.key, in: file) }
+        optimizer.restore(step: state.step, m: ms, v: vs)
+        ema = WeightEMA(generator.parameters, decay: config.ema, warmup: true)
+        for (s, p) in zip(ema.shadow, generator.parameters) { s.copy(from: try ModelFile.tensor("ema." + p.key, in: file)) }
+        ema.updates = state.step
+        step = state.step
+        wallBefore = state.wallSeconds
+        checkpointThreads = state.threads
+    }
+
+    // MARK: - Tokens
+
+    /// The token cache: loaded from the run folder when it matches, else computed and written.
+    public func prepareTokens() throws {
+        if let t = try? loadTokens() { data = t; return }
+        let ds = try Pictures.open(config.data)
+        let S = codec.imageSize, D = codec.quantizer.dim, B = 32
+        let views = try ViewSampler(dataset: ds, config: ViewConfig(size: S, wholeFraction: 0.5), batchSize: B,
+                                    seed: mix64(config.seed, 0x70CE))
+        let total = ds.count * config.views
+        var raw = [Float](), labels = [Int]()
+        raw.reserveCapacity(total * D)
+        var s = 0
+        while labels.count < total {
+            let x = Tensor(uninitialized: [B, 3, S, S])
+            var cls = [Int32](repeating: 0, count: B)
+            _ = cls.withUnsafeMutableBufferPointer { views.batch(step: s, into: x.data, classes: $0.baseAddress) }
+            for i in 0..<x.count { x.data[i] = (x.data[i] + 1) * 127.5 }
+            let z = codec.adapter.forward(codec.encoder.forward(codec.encoder.normalize(pixels255: x)).token)
+            let n = min(B, total - labels.count)
+            raw += Array(UnsafeBufferPointer(start: z.data, count: n * D))
+            labels += cls[0..<n].map { Int($0) }
+            s += 1
+            if !quiet && isatty(2) != 0 {
+                FileHandle.standardError.write(Data("\r\u{1B}[Krttrain generator: tokens \(labels.count)/\(total)".utf8))
+            }
+        }
+        if !quiet && isatty(2) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+        let N = labels.count
+        var mean = [Float](repeating: 0, count: D)
+        for i in 0..<N { for d in 0..<D { mean[d] += raw[i * D + d] } }
+        for d in 0..<D { mean[d] /= Float(N) }
+        var ss = 0.0
+        for i in 0..<N { for d in 0..<D { let c = Double(raw[i * D + d] - mean[d]); ss += c * c } }
+        let std = Float(max((ss / Double(N * D)).squareRoot(), 1e-8))
+        for i in 0..<N { for d in 0..<D { raw[i * D + d] = (raw[i * D + d] - mean[d]) / std } }
+        data = TokenSet(dim: D, tokens: raw, labels: labels, classes: ds.classNames, mean: mean, std: std)
+        try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        var w = SafeTensorsWriter(metadata: ["reptok.tokens": try JSONText.string(
+            ["codec_model": codec.fingerprintHex, "data": config.data, "views": config.views, "seed": config.seed,
+             "classes": ds.classNames] as [String: Any])])
+        try w.add("tokens", shape: [N, D], values: raw, as: .F32)
+        try w.add("labels", shape: [N], values: labels.map(Float.init), as: .F32)
+        try w.add("mean", shape: [D], values: mean, as: .F32)
+        try w.add("std", shape: [1], values: [std], as: .F32)
+        try w.write(to: cachePath)
+        log("rttrain generator: \(N) tokens of \(ds.count) pictures (\(config.views) views each), \(ds.classNames.count) classes; cached in \(cachePath)")
+    }
+
+    func loadTokens() throws -> TokenSet {
+        let f = try SafeTensorsFile(path: cachePath)
+        guard let js = f.metadata["reptok.tokens"],
+              let o = try JSONSerialization.jsonObject(with: Data(js.utf8)) as? [String: Any],
+              o["codec_model"] as? String == codec.fingerprintHex, o["data"] as? String == config.data,
+              o["views"] as? Int == config.views, let classes = o["classes"] as? [String] else {
+            throw TrainError.data("stale token cache")
+        }
+        let t = try ModelFile.tensor("tokens", in: f), l = try ModelFile.tensor("labels", in: f)
+        let m = try ModelFile.tensor("mean", in: f), s = try ModelFile.tensor("std", in: f)
+        guard t.shape.count == 2, t.shape[1] == codec.quantizer.dim, l.count == t.shape[0], classes == generator.config.classes else {
+            throw TrainError.data("token cache shape")
+        }
+        return TokenSet(dim: t.shape[1], tokens: t.array, labels: l.array.map { Int($0) }, classes: classes,
+                        mean: m.array, std: s[0])
+    }
+
+    // MARK: - Training
+
+    func lossAndGradients(step s: Int) -> Float {
+        let B = config.batch, D = data.dim
+        let rnd = StepRandom(seed: config.seed, step: s)
+        let u = rnd.uniforms(2 * B, .views)
+        let t = rnd.times(B, uniformFraction: config.tUniform)
+        let eps = rnd.gaussian([B, D], .flowNoise)
+        let xt = Tensor(uninitialized: [B, D]), target = Tensor(uninitialized: [B, D])
+        var labels = [Int](repeating: 0, count: B)
+        for b in 0..<B {
+            let i = min(data.count - 1, Int(u[2 * b] * Double(data.count)))
+            labels[b] = u[2 * b + 1] < Double(config.labelDrop) ? generator.config.nullClass : data.labels[i]
+            for d in 0..<D {
+                let x = data.tokens[i * D + d], e = eps.data[b * D + d]
+                xt.data[b * D + d] = (1 - t[b]) * x + t[b] * e
+                target.data[b * D + d] = e - x
+            }
+        }
+        for p in optimizer.params { p.zeroGrad() }
+        let v = generator.forward(xt, t: t, labels: labels, cache: true)
+        let dv = Tensor(uninitialized: v.shape)
+        var loss = 0.0
+        let k = 2 / Float(B * D)
+        for i in 0..<v.count {
+            let r = v.data[i] - target.data[i]
+            loss += Double(r * r)
+            dv.data[i] = k * r
+        }
+        generator.backward(dv)
+        return Float(loss / Double(B * D))
+    }
+
+    public func saveCheckpoint() throws {
+        let state = GeneratorTrainState(config: config, codecModel: codec.fingerprintHex, step: step,
+                                        wallSeconds: wallBefore, threads: Engine.threads)
+        var w = SafeTensorsWriter(metadata: ["reptok.generator-train": try JSONText.encode(state),
+                                             "reptok.config": try JSONText.string(["generator": try JSONText.object(generator.config)])])
+        func add(_ n: String, _ t: Tensor) throws { try w.add(n, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32) }
+        for (i, p) in generator.parameters.enumerated() {
+            try add("param." + p.key, p.value)
+            try add("adam.m." + p.key, optimizer.m[i])
+            try add("adam.v." + p.key, optimizer.v[i])
+            try add("ema." + p.key, ema.shadow[i])
+        }
+        try w.write(to: checkpointPath)
+    }
+
+    public enum Outcome { case finished, interrupted }
+
+    public func run(stopAfter: Int? = nil) throws -> Outcome {
+        try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        if data == nil { try prepareTokens() }
+        if let n = checkpointThreads, n != Engine.threads {
+            log("rttrain generator: warning: the checkpoint was written with \(n) threads, now \(Engine.threads): not bit-identical")
+        }
+        let metrics = try TokenizerTrainer.openMetrics(metricsPath, keepingStepsUpTo: step)
+        defer { try? metrics.close() }
+        let tty = isatty(2) != 0 && !quiet
+        let schedule = WarmupCosine(peakLR: config.lr, minLR: config.minLR, warmupSteps: config.warmup, totalSteps: config.steps)
+        var lastCkpt = DispatchTime.now().uptimeNanoseconds
+        var segStart = lastCkpt
+        var smooth: Double? = nil
+        var recent = [Double]()
+        while step < config.steps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let loss = lossAndGradients(step: step)
+            let gn = optimizer.clipGradients(maxNorm: config.clip)
+            let rate = schedule.lr(step)
+            if gn.isFinite { optimizer.update(lr: rate); ema.update() } else { log("rttrain generator: step \(step): non-finite gradient, skipped") }
+            step += 1
+            let now = DispatchTime.now().uptimeNanoseconds
+            let sec = Double(now - t0) / 1e9
+            wallBefore += Double(now - segStart) / 1e9; segStart = now
+            recent.append(sec); if recent.count > 50 { recent.removeFirst() }
+            smooth = smooth.map { 0.98 * $0 + 0.02 * Double(loss) } ?? Double(loss)
+            metrics.write(Data((try JSONText.string(["step": step, "loss": Double(loss), "lr": Double(rate),
+                                                     "grad_norm": Double(gn), "seconds": sec, "wall": wallBefore]) + "\n").utf8))
+            let avg = recent.reduce(0, +) / Double(recent.count)
+            let line = String(format: "generator step %d/%d  %.0f tokens/s  loss %.4f  lr %.2e  |g| %.2f  ETA %@", step, config.steps,
+                              Double(config.batch) / avg, smooth!, rate, gn, TokenizerTrainer.clock(Double(config.steps - step) * avg))
+            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
+            else if !quiet && (step % config.logEvery == 0 || step == config.steps) { log(line) }
+            let stop = StopSignal.requested || (stopAfter.map { step >= $0 } ?? false)
+            if stop || Double(now - lastCkpt) / 1e9 >= config.checkpointMinutes * 60 {
+                try saveCheckpoint()
+                lastCkpt = now
+                if stop {
+                    if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+                    log("rttrain generator: stopped at step \(step); checkpoint written to \(checkpointPath)")
+                    return .interrupted
+                }
+            }
+        }
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        try saveCheckpoint()
+        return .finished
+    }
+
+    // MARK: - Export
+
+    /// Writes the generator file (EMA weights) that rtgen loads.
+    public func export(to path: String, fp16: Bool = false) throws {
+        let live = generator.parameters.map { $0.value.clone() }
+        ema.copyToParameters()
+        defer { for (p, v) in zip(generator.parameters, live) { p.value.copy(from: v) } }
+        let training: [String: Any] = ["config": try JSONText.object(config), "steps": step, "wall_seconds": wallBefore,
+                                       "tokens": data?.count ?? 0]
+        let meta = try JSONText.string(["format": "reptok-generator", "version": 1,
+                                        "generator": try JSONText.object(generator.config),
+                                        "codec_model": codec.fingerprintHex, "training": training] as [String: Any])
+        var w = SafeTensorsWriter(metadata: ["reptok.config": meta])
+        for p in generator.parameters {
+            try w.add("generator." + p.key, shape: p.shape, values: UnsafeBufferPointer(p.value.buffer), as: fp16 ? .F16 : .F32)
+        }
+        guard let d = data else { throw TrainError.export("no token statistics (run the training first)") }
+        try w.add("normalization.mean", shape: [d.dim], values: d.mean, as: .F32)
+        try w.add("normalization.std", shape: [1], values: [d.std], as: .F32)
+        try w.write(to: path)
+    }
+}
