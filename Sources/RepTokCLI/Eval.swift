@@ -87,6 +87,10 @@ public struct RTEval: ParsableCommand {
             help: ArgumentHelp("Views per image for --realism, 1-4096 (default: enough for 4x the feature dimension).", valueName: "N"))
     public var views: Int?
 
+    @Flag(name: .customLong("sets"),
+          help: "With --realism: the distance between the images of the two inputs (e.g. generated vs validation), no codec run.")
+    public var sets = false
+
     @Option(name: .customLong("bootstrap"),
             help: ArgumentHelp("Bootstrap resamples for the --realism interval, 0-10000 (default 200).", valueName: "N"))
     public var bootstrap = 200
@@ -111,9 +115,10 @@ public struct RTEval: ParsableCommand {
         if let v = views, !(1...4096).contains(v) { throw ValidationError("--views must be 1-4096") }
         if !(0...10000).contains(bootstrap) { throw ValidationError("--bootstrap must be 0-10000") }
         if let f = featureEncoder, f.isEmpty { throw ValidationError("--feature-encoder needs a file name") }
-        if !realism && (views != nil || featureEncoder != nil) {
-            throw ValidationError("--views and --feature-encoder need --realism")
+        if !realism && (views != nil || featureEncoder != nil || sets) {
+            throw ValidationError("--views, --feature-encoder and --sets need --realism")
         }
+        if sets && (inputs.count != 2 || inputs.contains("-")) { throw ValidationError("--sets takes two directories or files") }
     }
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "ppm", "pgm"]
@@ -198,6 +203,10 @@ public struct RTEval: ParsableCommand {
             }
         }
         let S = model.imageSize
+        if sets, let fs = features {
+            try runSets(fs, size: S, console: console)
+            return
+        }
         let effectiveSteps = steps ?? model.codec.defaultSteps
         let levelList = levels.levels
         let total = list.items.count * levelList.count

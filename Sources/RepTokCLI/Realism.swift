@@ -1,6 +1,8 @@
 // rteval --realism: the Frechet distance of SSL features, decodes against inputs (see Eval.swift).
 
+import ArgumentParser
 import Foundation
+import RepTokCodec
 import RepTokEval
 import RepTokImage
 
@@ -85,5 +87,72 @@ extension RTEval {
          "resolution": r.resolution, "views_per_image": r.viewsPerImage, "confidence": r.floor.confidence,
          "resamples": r.floor.resamples, "floor": jsonEstimate(r.floor),
          "levels": r.levels.map { l -> [String: Any] in var o = jsonEstimate(l.estimate); o["level"] = l.level; return o }]
+    }
+
+    /// --realism --sets A B: the unpaired distance between two image sets, both squashed to the
+    /// model resolution first (as the codec sees a picture and as generated images come out).
+    func runSets(_ fs: SSLFeatureSpace, size S: Int, console: Console) throws {
+        var groups: [[RGBImage]] = []
+        var failed = false
+        for arg in inputs {
+            var list = Inputs.expand([arg], recursive: true) { RTEval.isImageName($0) }
+            if !recursive {
+                list.items.removeAll { $0.fromWalk && $0.rel.contains("/") }
+                list.errors.removeAll { $0.0 != arg }   // unreadable subdirectories are not wanted
+            }
+            for (a, m) in list.errors { console.error(path: a, m); failed = true }
+            var imgs: [RGBImage] = []
+            for item in list.items {
+                do {
+                    let img = try ImageIO.decode(try IO.readInput(item.path, cap: ImageLimits.default.maxBytes)).image
+                    imgs.append(Codec.modelView(img, size: S))
+                } catch {
+                    console.error(path: item.path, RTEnc.message(error)); failed = true
+                }
+            }
+            guard imgs.count >= 2 else {
+                console.error(path: arg, "needs at least 2 images, has \(imgs.count)")
+                throw ExitCode(ExitStatus.failure)
+            }
+            groups.append(imgs)
+        }
+        let V = views ?? fs.viewsPerImage(images: min(groups[0].count, groups[1].count))
+        var feats: [[[Double]]] = []
+        var done = 0
+        let total = groups[0].count + groups[1].count
+        for (k, g) in groups.enumerated() {
+            feats.append(g.enumerated().map { i, img in
+                done += 1
+                console.progress(done: done, total: total, name: "realism: set \(k + 1)")
+                return fs.features(img, boxes: SSLFeatureSpace.boxes(count: V, seed: RTEval.realismSeed &+ UInt64(k), image: i))
+            })
+        }
+        console.clearProgress()
+        let e = try Frechet.estimateUnpaired(groupsA: feats[0], groupsB: feats[1], dim: fs.dim, resamples: bootstrap)
+        if json {
+            var o = RTEval.jsonEstimate(e)
+            o["sets"] = inputs
+            o["images"] = [groups[0].count, groups[1].count]
+            o["samples"] = [groups[0].count * V, groups[1].count * V]
+            o["views_per_image"] = V
+            o["feature_encoder"] = fs.fingerprintHex
+            o["dims"] = fs.dim
+            o["resolution"] = S
+            o["resamples"] = e.resamples
+            o["confidence"] = e.confidence
+            let data = (try? JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+            IO.writeAllIgnoringErrors(STDOUT_FILENO, Array(data) + [0x0A])
+        } else {
+            var lines = ["SSL-feature Frechet distance between \(Console.show(inputs[0])) (\(groups[0].count) images) and "
+                         + "\(Console.show(inputs[1])) (\(groups[1].count) images), both at \(S)x\(S); encoder \(fs.fingerprintHex), "
+                         + "\(fs.dim) dims; \(V) views per image:"]
+            lines.append(String(format: "%.4f  [%.4f, %.4f]  (%d%% bootstrap interval over images, %d resamples)",
+                                e.value, e.low, e.high, Int((e.confidence * 100).rounded()), e.resamples))
+            if min(groups[0].count, groups[1].count) * V < 4 * fs.dim {
+                lines.append("note: fewer samples than 4x the feature dimension: the distance is biased upward")
+            }
+            IO.writeAllIgnoringErrors(STDOUT_FILENO, Array((lines.joined(separator: "\n") + "\n").utf8))
+        }
+        if failed { throw ExitCode(ExitStatus.failure) }
     }
 }

@@ -149,16 +149,43 @@ public enum Frechet {
             guard fa.count / dim >= 2, fb.count / dim >= 2 else { continue }
             reps.append(try distance(features: fa, fb, dim: dim))
         }
-        reps.sort()
+        return interval(value: value, reps: reps, confidence: confidence, groups: N, samples: samples)
+    }
+
+    /// Two independent sets (e.g. generated images against validation images): each replicate
+    /// resamples the groups of each set on its own, with replacement.
+    public static func estimateUnpaired(groupsA a: [[Double]], groupsB b: [[Double]], dim: Int, resamples: Int = 200,
+                                        confidence: Double = 0.95, seed: UInt64 = 0) throws -> Estimate {
+        guard !a.isEmpty, !b.isEmpty else { throw FrechetError.shape("both sets need images") }
+        guard resamples >= 0, confidence > 0, confidence < 1 else { throw FrechetError.shape("bad bootstrap settings") }
+        let value = try distance(features: a.flatMap { $0 }, b.flatMap { $0 }, dim: dim)
+        var rng = SplitMix64(seed: seed)
+        var reps: [Double] = []
+        func draw(_ g: [[Double]]) -> [Double] {
+            var out: [Double] = []
+            for _ in 0..<g.count { out += g[Int(rng.next() % UInt64(g.count))] }
+            return out
+        }
+        for _ in 0..<resamples {
+            let fa = draw(a), fb = draw(b)
+            guard fa.count / dim >= 2, fb.count / dim >= 2 else { continue }
+            reps.append(try distance(features: fa, fb, dim: dim))
+        }
+        return interval(value: value, reps: reps, confidence: confidence, groups: min(a.count, b.count),
+                        samples: min(a.reduce(0) { $0 + $1.count }, b.reduce(0) { $0 + $1.count }) / dim)
+    }
+
+    static func interval(value: Double, reps: [Double], confidence: Double, groups: Int, samples: Int) -> Estimate {
+        let r = reps.sorted()
         func pct(_ q: Double) -> Double {
-            guard !reps.isEmpty else { return value }
-            let x = q * Double(reps.count - 1)
-            let lo = Int(x.rounded(.down)), hi = min(reps.count - 1, lo + 1)
-            return reps[lo] + (reps[hi] - reps[lo]) * (x - Double(lo))
+            guard !r.isEmpty else { return value }
+            let x = q * Double(r.count - 1)
+            let lo = Int(x.rounded(.down)), hi = min(r.count - 1, lo + 1)
+            return r[lo] + (r[hi] - r[lo]) * (x - Double(lo))
         }
         let tail = (1 - confidence) / 2
         return Estimate(value: value, low: pct(tail), high: pct(1 - tail), confidence: confidence,
-                        resamples: reps.count, groups: N, samples: samples)
+                        resamples: r.count, groups: groups, samples: samples)
     }
 
     // MARK: - Linear algebra (float64, small n)

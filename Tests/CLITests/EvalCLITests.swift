@@ -151,4 +151,32 @@ final class EvalCLITests: XCTestCase {
         assertCleanFailure(bad, tool: "rteval", mentions: "nope.safetensors", "missing feature encoder")
         XCTAssertEqual(bad.stdout, [])
     }
+
+    func testRealismSetsComparesTwoFolders() throws {
+        let root = scratch()
+        for k in 0..<4 {
+            writeBytes(root + "/a/\(k).png", TestImages.png(20, 12, seed: k))
+            writeBytes(root + "/b/\(k).png", TestImages.png(14, 18, seed: 10 + k))
+        }
+        let args = ["-m", m, "--realism", "--sets", "--feature-encoder", m, "--views", "6", "--bootstrap", "25", "--json", "a", "b"]
+        let r = Tools.run("rteval", args, cwd: root)
+        assertSuccess(r, "rteval --realism --sets")
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any], r.stdoutText)
+        XCTAssertEqual(o["images"] as? [Int], [4, 4])
+        XCTAssertEqual(o["samples"] as? [Int], [24, 24])
+        XCTAssertEqual(o["resamples"] as? Int, 25)
+        let v = try XCTUnwrap(o["frechet"] as? Double), lo = try XCTUnwrap(o["low"] as? Double), hi = try XCTUnwrap(o["high"] as? Double)
+        XCTAssertGreaterThan(v, 0)
+        XCTAssertLessThanOrEqual(lo, hi)
+        let again = Tools.run("rteval", args, cwd: root)
+        XCTAssertEqual(again.stdout, r.stdout, "no times in this output: byte-identical")
+        let t = Tools.run("rteval", ["-m", m, "--realism", "--sets", "--feature-encoder", m, "--views", "6", "a", "b"], cwd: root)
+        assertSuccess(t, "table")
+        XCTAssertTrue(t.stdoutText.contains("Frechet distance between a (4 images) and b (4 images)"), t.stdoutText)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--realism", "--sets", "a"], cwd: root).status, 64)
+        XCTAssertEqual(Tools.run("rteval", ["-m", m, "--sets", "a", "b"], cwd: root).status, 64)
+        writeBytes(root + "/c/0.png", TestImages.png(20, 12))
+        assertCleanFailure(Tools.run("rteval", ["-m", m, "--realism", "--sets", "--feature-encoder", m, "a", "c"], cwd: root),
+                           tool: "rteval", mentions: "at least 2 images", "one-image set")
+    }
 }

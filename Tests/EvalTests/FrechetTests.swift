@@ -114,6 +114,21 @@ final class FrechetTests: XCTestCase {
         XCTAssertNotEqual(e.low, other.low)
     }
 
+    func testUnpairedBootstrap() throws {
+        var rng = SplitMix64(seed: 21)
+        let d = 3
+        let a = (0..<25).map { _ in (0..<(2 * d)).map { _ in rng.uniform() } }
+        let b = (0..<40).map { _ in (0..<(2 * d)).map { _ in rng.uniform() * 2 } }
+        let e = try Frechet.estimateUnpaired(groupsA: a, groupsB: b, dim: d, resamples: 80, seed: 3)
+        XCTAssertEqual(e.value, try Frechet.distance(features: a.flatMap { $0 }, b.flatMap { $0 }, dim: d))
+        XCTAssertEqual(e.resamples, 80)
+        XCTAssertLessThan(e.low, e.high)
+        XCTAssertLessThanOrEqual(e.low, e.value * 1.1)
+        XCTAssertGreaterThanOrEqual(e.high, e.value * 0.9)
+        XCTAssertEqual(e, try Frechet.estimateUnpaired(groupsA: a, groupsB: b, dim: d, resamples: 80, seed: 3))
+        XCTAssertThrowsError(try Frechet.estimateUnpaired(groupsA: [], groupsB: b, dim: d))
+    }
+
     func testErrors() {
         XCTAssertThrowsError(try Frechet.Gaussian(features: [1, 2, 3], dim: 2))
         XCTAssertThrowsError(try Frechet.Gaussian(features: [1, 2], dim: 2))          // one sample
