@@ -59,7 +59,7 @@ let package = Package(
         // The command-line tools: thin executables over RepTokCLI, which holds the shared option
         // groups and the file handling (temp file + rename, terminal refusal, batch, signals).
         .target(name: "RepTokCLI", dependencies: [
-            "RepTokCodec", "RepTokImage", "RepTokFormat", "RepTokTensor", "RepTokEval",
+            "RepTokCodec", "RepTokData", "RepTokImage", "RepTokFormat", "RepTokTensor", "RepTokEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "rtenc", dependencies: ["RepTokCLI"]),

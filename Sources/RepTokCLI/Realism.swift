@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import RepTokCodec
+import RepTokData
 import RepTokEval
 import RepTokImage
 
@@ -95,6 +96,20 @@ extension RTEval {
         var groups: [[RGBImage]] = []
         var failed = false
         for arg in inputs {
+            if arg.hasSuffix(".rtds") {
+                // A training-data pack (tools/build_dataset.py): its pictures.
+                do {
+                    let ds = try PackedDataset(path: arg)
+                    guard ds.count >= 2 else { throw CLIError("needs at least 2 images, has \(ds.count)") }
+                    groups.append((0..<ds.count).map {
+                        Codec.modelView(RGBImage(width: ds.width($0), height: ds.height($0), pixels: Array(ds.pixels($0))), size: S)
+                    })
+                } catch {
+                    console.error(path: arg, "\(error)")
+                    throw ExitCode(ExitStatus.failure)
+                }
+                continue
+            }
             var list = Inputs.expand([arg], recursive: true) { RTEval.isImageName($0) }
             if !recursive {
                 list.items.removeAll { $0.fromWalk && $0.rel.contains("/") }

@@ -128,4 +128,19 @@ final class GenerateCLITests: XCTestCase {
                            "corrupt --lerp input")
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/o"))
     }
+
+    /// The installed generator belongs to the installed default model: `rtgen -n N -o DIR` works
+    /// with no flags, and gives the same images every time.
+    func testDefaultGeneratorMatchesTheDefaultModel() throws {
+        let root = scratch()
+        let r = Tools.run("rtgen", ["-n", "3", "--steps", "8", "-o", "out"], cwd: root)
+        assertSuccess(r, "rtgen with the defaults")
+        XCTAssertEqual(listTree(root + "/out").count, 3)
+        let again = Tools.run("rtgen", ["-n", "3", "--steps", "8", "-o", "out2"], cwd: root)
+        assertSuccess(again, "again")
+        for f in listTree(root + "/out") { XCTAssertEqual(readBytes(root + "/out/" + f), readBytes(root + "/out2/" + f), f) }
+        let classes = Tools.run("rtgen", ["--list-classes"], cwd: root)
+        assertSuccess(classes, "--list-classes")
+        XCTAssertGreaterThan(classes.stdoutText.split(separator: "\n").count, 1)
+    }
 }
