@@ -23,7 +23,10 @@ What it runs (every number on the page comes from these runs, on this machine):
      budgets via 16-48 px downscales; PSNR/SSIM from scikit-image, MS-SSIM from pytorch-msssim).
   6. The crops grid at matched bytes, and butteraugli / ssimulacra (libjxl-devtools) of every
      picture in it when those tools exist.
-  7. tools/bench.sh (the engine against PyTorch, same weights and threads) unless --skip-bench.
+  7. rtgen at guidance 1, 1.5 and 3 (200 samples each) and the SSL-feature Frechet distance of
+     each set to the validation pictures (data/val.rtds, built by tools/build_dataset.py when
+     missing), the training pictures' own distance for scale, and a grid of samples per class.
+  8. tools/bench.sh (the engine against PyTorch, same weights and threads) unless --skip-bench.
 Validation pictures only: corpus/ comes from the validation split (corpus/SOURCES.md).
 """
 
@@ -299,6 +302,55 @@ def grid_plot(cells, figdir, crop=128):
     return f
 
 
+# ----------------------------------------------------------------------------- generation
+
+GEN_CFGS = [1.0, 1.5, 3.0]
+GEN_COUNT = 200
+
+
+def generation(bins, model_args, g_args, fe, figdir):
+    """rtgen samples at several guidance scales, their SSL-feature Frechet distance to the
+    validation pictures (and the training pictures' distance, real against real), and a grid
+    of samples per class."""
+    if not Path("data/val.rtds").exists():
+        sh([sys.executable, "tools/build_dataset.py", "--out", "data/"])
+    classes = sh([bins / "rtgen", *g_args, "--list-classes"]).split("\n")
+    classes = [c for c in classes if c]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="reptok_gen_") as tmp:
+        for cfg in GEN_CFGS:
+            d = f"{tmp}/cfg{cfg}"
+            t0 = time.perf_counter()
+            sh([bins / "rtgen", *model_args, *g_args, "-n", str(GEN_COUNT), "--cfg", str(cfg), "-o", d, "--quiet"])
+            secs = time.perf_counter() - t0
+            e = json.loads(sh([bins / "rteval", *model_args, "--realism", "--sets", *fe, "--json", "--quiet", d, "data/val.rtds"]))
+            rows.append({"what": f"rtgen, {GEN_COUNT} samples, --cfg {cfg:g}", "seconds": secs, **e})
+        e = json.loads(sh([bins / "rteval", *model_args, "--realism", "--sets", *fe, "--json", "--quiet",
+                           "data/train.rtds", "data/val.rtds"]))
+        rows.append({"what": "training pictures (real against real)", "seconds": None, **e})
+        per = 8
+        for c in classes:
+            sh([bins / "rtgen", *model_args, *g_args, "-n", str(per), "--class", c, "-o", f"{tmp}/grid/{c}", "--quiet"])
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(len(classes), per, figsize=(per * 0.9, len(classes) * 0.95), dpi=110, squeeze=False)
+        for i, c in enumerate(classes):
+            files = sorted(Path(f"{tmp}/grid/{c}").glob("*.png"))
+            for j, f in enumerate(files):
+                with Image.open(f) as im:
+                    axes[i][j].imshow(np.asarray(im.convert("RGB")), interpolation="nearest")
+            for ax in axes[i]:
+                ax.set_xticks([]); ax.set_yticks([])
+            axes[i][0].set_ylabel(c, fontsize=6, rotation=0, ha="right", va="center")
+        fig.suptitle("rtgen --class C -n 8 (seed 0, --cfg 1.5), per class", fontsize=7)
+        fig.tight_layout()
+        grid = figdir / "generation_grid.png"
+        fig.savefig(grid)
+        plt.close(fig)
+    return {"rows": rows, "grid": grid, "classes": classes}
+
+
 # ----------------------------------------------------------------------------- page
 
 def fmt(v, p=2):
@@ -400,6 +452,23 @@ def write_page(out, ctx):
     else:
         L.append("butteraugli / ssimulacra: libjxl-devtools is not installed here, so they are left out.")
     L.append("")
+    g = ctx.get("generation")
+    if g:
+        L.append("## Generation (`rtgen`)")
+        L.append("")
+        L.append(f"SSL-feature Frechet distance to the {g['rows'][0]['images'][1]} validation pictures (`rteval --realism --sets "
+                 "DIR data/val.rtds`: both sets squashed to the model resolution, views per picture for 4x the feature "
+                 "dimension, 95% bootstrap interval resampling each set); rtgen with the default generator, seed 0, "
+                 "50 generator steps, the model's decoder steps, classes in turn:")
+        L.append("")
+        L.append("| set | Frechet [95% interval] | images | time |")
+        L.append("| --- | --- | --- | --- |")
+        for r in g["rows"]:
+            t = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "-"
+            L.append(f"| {r['what']} | {r['frechet']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {r['images'][0]} | {t} |")
+        L.append("")
+        L.append(f"![generation](results/{g['grid'].name})")
+        L.append("")
     L.append("## Speed")
     L.append("")
     L.append(f"Per picture at the default level (`rteval -q {o['default_level']} --steps N`, one picture at a time, "
@@ -439,6 +508,8 @@ def main(argv=None):
     ap.add_argument("--feature-encoder", help="SSL encoder for the realism figure (default: the bundled one)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "RESULTS.md"))
     ap.add_argument("--skip-bench", action="store_true", help="leave out tools/bench.sh")
+    ap.add_argument("--skip-generation", action="store_true", help="leave out the rtgen section")
+    ap.add_argument("--generator", help="generator file for rtgen (default: the installed one; needed with --model)")
     ap.add_argument("--bench-rounds", type=int, default=1)
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -481,13 +552,18 @@ def main(argv=None):
     cells = grid_cells(bins, images, model_args, ours, cl, figdir)
     grid = grid_plot(cells, figdir)
 
+    g_args = ["-g", args.generator] if args.generator else []
+    gen = None
+    if not args.skip_generation and (args.generator or not args.model):
+        gen = generation(bins, model_args, g_args, fe, figdir)
+
     bench = None
     if not args.skip_bench:
         env = dict(os.environ, ROUNDS=str(args.bench_rounds))
         bench = subprocess.run(["tools/bench.sh"], check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
 
     ctx = {"ours": ours, "classical": cl, "figures": figures, "grid": grid, "cells": cells, "steps": steps,
-           "batch": batch, "bench": bench, "bench_rounds": args.bench_rounds, "msssim_images": msssim_images,
+           "batch": batch, "bench": bench, "generation": gen, "bench_rounds": args.bench_rounds, "msssim_images": msssim_images,
            "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d"), "wall_minutes": (time.time() - t0) / 60}
     write_page(out, ctx)
     log(f"wrote {out} and {figdir}/")
