@@ -19,16 +19,17 @@ public enum Attention {
         let probs = Tensor(uninitialized: keepProbs ? [B, heads, T, T] : [min(B * heads, 8), T, T])
         let jobs = B * heads
         // Each (b, h) is independent; run them on the engine's threads, each product on one
-        // thread (they are below BLAS.gemm's split size), which beats threading each small GEMM.
+        // thread (split: false on every path, so results never depend on the thread count), which
+        // beats threading each small GEMM.
         forEachHead(jobs) { job, slot in
             let b = job / heads, h = job % heads
             let base = qkv.data + b * T * C3
             let q = base + h * dh, k = base + C + h * dh, v = base + 2 * C + h * dh
             let p = keepProbs ? probs.data + job * T * T : probs.data + slot * T * T
-            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: q, lda: C3, B: k, ldb: C3, C: p, ldc: T)
+            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: q, lda: C3, B: k, ldb: C3, C: p, ldc: T, split: false)
             rt_softmax_rows(p, p, scale, 0, T, T)
             BLAS.gemm(M: T, N: dh, K: T, A: p, lda: T, B: v, ldb: C3,
-                      C: out.data + b * T * C + h * dh, ldc: C)
+                      C: out.data + b * T * C + h * dh, ldc: C, split: false)
         }
         return (out, keepProbs ? Cache(probs: probs, B: B, T: T, heads: heads) : nil)
     }
@@ -48,13 +49,13 @@ public enum Attention {
             let dp = scratch.data + slot * T * T
             let dO = dout.data + b * T * C + h * dh
             // dP = dO V^T ; dV = P^T dO
-            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: dO, lda: C, B: v, ldb: C3, C: dp, ldc: T)
-            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: p, lda: T, B: dO, ldb: C, C: dbase + 2 * C + h * dh, ldc: C3)
+            BLAS.gemm(transB: true, M: T, N: T, K: dh, A: dO, lda: C, B: v, ldb: C3, C: dp, ldc: T, split: false)
+            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: p, lda: T, B: dO, ldb: C, C: dbase + 2 * C + h * dh, ldc: C3, split: false)
             // dS = scale * softmax'(P) dP (in place)
             rt_softmax_bwd_rows(dp, p, dp, scale, 0, T, T)
             // dQ = dS K ; dK = dS^T Q
-            BLAS.gemm(M: T, N: dh, K: T, A: dp, lda: T, B: k, ldb: C3, C: dbase + h * dh, ldc: C3)
-            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: dp, lda: T, B: q, ldb: C3, C: dbase + C + h * dh, ldc: C3)
+            BLAS.gemm(M: T, N: dh, K: T, A: dp, lda: T, B: k, ldb: C3, C: dbase + h * dh, ldc: C3, split: false)
+            BLAS.gemm(transA: true, M: T, N: dh, K: T, A: dp, lda: T, B: q, ldb: C3, C: dbase + C + h * dh, ldc: C3, split: false)
         }
         return dqkv
     }
@@ -63,15 +64,13 @@ public enum Attention {
     /// Results do not depend on the split: each job writes only its own outputs.
     static func forEachHead(_ jobs: Int, _ body: (Int, Int) -> Void) {
         let workers = min(Engine.threads, jobs, 8)
-        if workers <= 1 || Engine.attentionMode == "blas" {
+        if workers <= 1 {
             for j in 0..<jobs { body(j, 0) }
             return
         }
-        Engine.withBLASThreads(1) {
-            Engine.parallelFor(workers) { w in
-                var j = w
-                while j < jobs { body(j, w); j += workers }
-            }
+        Engine.parallelFor(workers) { w in
+            var j = w
+            while j < jobs { body(j, w); j += workers }
         }
     }
 }

@@ -13,30 +13,16 @@ public enum Engine {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    private static let setup: Void = { rt_blas_set_threads(Int32(threads)) }()
+    /// OpenBLAS always runs on one thread; products are split by BLAS.gemm (see there).
+    private static let setup: Void = { rt_blas_set_threads(1) }()
 
-    /// Sets the thread count of BLAS and of the engine's own loops.
+    /// Sets the thread count of the engine's loops and product splits.
     public static func setThreads(_ n: Int) {
         ensureSetup()
         threads = max(1, n)
-        rt_blas_set_threads(Int32(threads))
     }
 
-    /// Runs `body` with BLAS limited to `n` threads (for regions that parallelize over many
-    /// small products themselves), then restores the engine's count.
-    public static func withBLASThreads(_ n: Int, _ body: () -> Void) {
-        ensureSetup()
-        rt_blas_set_threads(Int32(n))
-        body()
-        rt_blas_set_threads(Int32(threads))
-    }
-
-    /// Attention strategy (for measurement): "heads" runs heads on the engine's threads with
-    /// one-thread products; "blas" runs heads in turn with threaded products.
-    nonisolated(unsafe) public static var attentionMode: String =
-        ProcessInfo.processInfo.environment["REPTOK_ATTENTION_MODE"] ?? "heads"
-
-    /// Makes sure BLAS uses the configured count (called by kernels before the first BLAS call).
+    /// Makes sure OpenBLAS is set up (called by kernels before the first BLAS call).
     @inline(__always) public static func ensureSetup() { _ = setup }
 
     /// Runs `body(chunk)` for chunk in 0..<chunks, on up to `threads` threads.
