@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokTestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels"],
+        .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokTestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )

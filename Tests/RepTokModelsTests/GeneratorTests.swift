@@ -3,44 +3,32 @@ import XCTest
 @testable import RepTokModels
 import RepTokNN
 import RepTokTensor
+import RepTokTestSupport
+
+extension SplitMix64 {
+    mutating func tensor(_ shape: [Int], std: Float = 1) -> Tensor {
+        let t = Tensor(shape)
+        for i in 0..<t.count { t[i] = Float(normal()) * std }
+        return t
+    }
+}
 
 /// The token-space generator: gradients against finite differences, classifier-free guidance,
 /// config checks.
 final class GeneratorTests: XCTestCase {
-    struct RNG {
-        var s: UInt64
-        mutating func next() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func normal() -> Float {
-            let u1 = max(Double(next() >> 11) / 9_007_199_254_740_992.0, 1e-300)
-            let u2 = Double(next() >> 11) / 9_007_199_254_740_992.0
-            return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
-        }
-        mutating func tensor(_ shape: [Int], std: Float = 1) -> Tensor {
-            let t = Tensor(shape)
-            for i in 0..<t.count { t[i] = normal() * std }
-            return t
-        }
-    }
-
     static func model(seed: UInt64 = 1) -> TokenGenerator {
         let g = TokenGenerator(GeneratorConfig(tokenDim: 6, width: 8, depth: 2, mlpRatio: 2, freqDim: 8,
                                                classes: ["cats", "dogs", "fish"]))
         g.initialize(seed: seed)
         // adaLN-Zero leaves most gradients zero at init: perturb every weight for the check.
-        var rng = RNG(s: seed &+ 99)
-        for p in g.parameters { for i in 0..<p.value.count { p.value[i] += rng.normal() * 0.3 } }
+        var rng = SplitMix64(seed: seed &+ 99)
+        for p in g.parameters { for i in 0..<p.value.count { p.value[i] += Float(rng.normal()) * 0.3 } }
         return g
     }
 
     func testBackwardMatchesFiniteDifferences() {
         let g = Self.model()
-        var rng = RNG(s: 5)
+        var rng = SplitMix64(seed: 5)
         let B = 4
         let x = rng.tensor([B, 6]), r = rng.tensor([B, 6])
         let t: [Float] = [0.1, 0.5, 0.9, 0.33], labels = [0, 2, 3, 1]   // 3 = the null class
@@ -82,7 +70,7 @@ final class GeneratorTests: XCTestCase {
 
     func testClassEmbeddingGradientOnlyForUsedRows() {
         let g = Self.model()
-        var rng = RNG(s: 8)
+        var rng = SplitMix64(seed: 8)
         g.zeroGrad()
         _ = g.forward(rng.tensor([2, 6]), t: [0.3, 0.7], labels: [1, 1], cache: true)
         g.backward(rng.tensor([2, 6]))
@@ -95,7 +83,7 @@ final class GeneratorTests: XCTestCase {
 
     func testGuidance() {
         let g = Self.model()
-        var rng = RNG(s: 9)
+        var rng = SplitMix64(seed: 9)
         let x = rng.tensor([3, 6]), t: [Float] = [0.2, 0.6, 0.95], labels = [0, 2, 3]
         let vc = g.forward(x, t: t, labels: labels)
         let vu = g.forward(x, t: t, labels: [3, 3, 3])
@@ -113,7 +101,7 @@ final class GeneratorTests: XCTestCase {
     func testFreshModelPredictsZeroAndBatchRowsAreIndependent() {
         let g = TokenGenerator(GeneratorConfig(tokenDim: 5, width: 8, depth: 1, classes: ["a"]))
         g.initialize(seed: 3)
-        var rng = RNG(s: 1)
+        var rng = SplitMix64(seed: 1)
         XCTAssertEqual(g.forward(rng.tensor([2, 5]), t: [0.5, 0.5], labels: [0, 1]).array, [Float](repeating: 0, count: 10))
         let m = Self.model()
         let x = rng.tensor([2, 6])
