@@ -5,7 +5,7 @@ public enum BLAS {
     /// C[M,N] = alpha * op(A) op(B) + beta * C, op = transpose when the flag is set.
     /// `lda`, `ldb`, `ldc` are the row strides of the stored (untransposed) matrices.
     ///
-    /// `split`: large products are cut in two (along M, or N when M is small) and the halves
+    /// `split`: large products are cut in two (along the larger of M and N) and the halves
     /// run on the engine's threads; OpenBLAS itself always runs single-threaded. The cut
     /// depends only on the shape, never on the thread count, so every output element is
     /// computed by the same kernel call over the same K order whatever the number of threads:
@@ -30,7 +30,9 @@ public enum BLAS {
             rt_sgemm(ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
             return
         }
-        if M >= 64 {
+        // Cut the larger of M and N: each half then repacks the smaller of the two shared
+        // operands (all of B when M is cut, all of A when N is cut).
+        if M >= N {
             let half = ((M / 2) + 15) / 16 * 16
             Engine.parallelFor(2) { part in
                 let m0 = part == 0 ? 0 : half, m1 = part == 0 ? half : M
