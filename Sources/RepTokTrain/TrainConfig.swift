@@ -15,6 +15,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var val: String?
     // encoder: a pretrained file, or a fresh one of this shape
     public var encoderPath: String?
+    /// Warm start: encoder, adapter and decoder weights from this codec model file (a previous
+    /// export), with a fresh optimizer. The frozen reference stays that of `encoderPath`.
+    public var initFrom: String?
     public var encWidth = 192
     public var encDepth = 6
     public var encHeads = 3
@@ -71,7 +74,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public init(data: String) { self.data = data }
 
     enum CodingKeys: String, CodingKey {
-        case data, val, encoderPath = "encoder_path", encWidth = "enc_width", encDepth = "enc_depth"
+        case data, val, encoderPath = "encoder_path", initFrom = "init_from", encWidth = "enc_width", encDepth = "enc_depth"
         case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
         case imageSize = "image_size", patch, width, depth, heads, prediction
         case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
@@ -87,6 +90,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         self.init(data: try c.decode(String.self, forKey: .data))
         if c.contains(.val) { val = try c.decode(type(of: val), forKey: .val) }
         if c.contains(.encoderPath) { encoderPath = try c.decode(type(of: encoderPath), forKey: .encoderPath) }
+        if c.contains(.initFrom) { initFrom = try c.decode(type(of: initFrom), forKey: .initFrom) }
         if c.contains(.encWidth) { encWidth = try c.decode(type(of: encWidth), forKey: .encWidth) }
         if c.contains(.encDepth) { encDepth = try c.decode(type(of: encDepth), forKey: .encDepth) }
         if c.contains(.encHeads) { encHeads = try c.decode(type(of: encHeads), forKey: .encHeads) }

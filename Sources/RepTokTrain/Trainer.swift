@@ -82,6 +82,16 @@ public final class TokenizerTrainer {
         decoder.initialize(seed: mix64(config.seed, 0xDEC0DE))
         model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: encoderConfig.hiddenSize), decoder: decoder)
         model.setTune(config.tuneMode!)
+        if let path = config.initFrom {
+            // After setTune: the frozen reference keeps the SSL encoder's weights.
+            let f: SafeTensorsFile
+            do { f = try SafeTensorsFile(path: path) } catch { throw TrainError.config("--init-from \(path): \(error)") }
+            do {
+                try ModelFile.load(model.encoder.parameters, prefix: "encoder.", from: f)
+                try ModelFile.load(model.adapter.parameters, prefix: "adapter.", from: f)
+                try ModelFile.load(model.decoder.parameters, prefix: "decoder.", from: f)
+            } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
+        }
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
         ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
         totalSteps = config.steps

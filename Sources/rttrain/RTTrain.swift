@@ -67,6 +67,8 @@ struct Tokenizer: ParsableCommand {
     @Option(name: .long, help: "SSL encoder safetensors (keys encoder.*); without it a fresh encoder is trained (--tune all).")
     var encoder: String?
     @Option(name: .long, help: "Encoder parameters to train: cls | last:K | all.") var tune: String?
+    @Option(name: .long, help: "Warm start from a codec model file (same shapes; fresh optimizer; the reference stays --encoder's).")
+    var initFrom: String?
     @Option(name: .long, help: "Weight of the 1 - cos(z, frozen token) term.") var lambda: Float = 0.1
     @Option(name: .long, help: "Decoder (and model) image size.") var imageSize = 128
     @Option(name: .long, help: "Decoder patch size.") var patch = 8
@@ -119,6 +121,7 @@ struct Tokenizer: ParsableCommand {
                 var c = TrainConfig(data: data)
                 c.val = export.val
                 c.encoderPath = encoder
+                c.initFrom = initFrom
                 c.tune = tune ?? (encoder == nil ? "all" : "cls")
                 c.lambda = lambda
                 c.imageSize = imageSize; c.patch = patch; c.width = width; c.depth = depth; c.heads = heads

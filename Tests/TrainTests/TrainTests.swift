@@ -206,6 +206,34 @@ final class TrainTests: XCTestCase {
         XCTAssertTrue(ev.rows.allSatisfy { $0.psnr.isFinite && $0.psnr > 0 })
     }
 
+    func testInitFromAModelFileWarmStarts() throws {
+        let data = dir + "/train.rtds"
+        try Pictures.write(Self.pictures(5), to: data)
+        var c = tinyConfig(data: data)
+        c.steps = 3
+        let a = try TokenizerTrainer(config: c, runDir: nil)
+        a.quiet = true
+        _ = try a.run()
+        var o = ExportOptions(out: dir + "/model.safetensors")
+        o.valData = data; o.recordBytes = 200; o.qualityTolerance = 0
+        _ = try Exporter.export(a, options: o, log: { _ in })
+        var w = c
+        w.initFrom = dir + "/model.safetensors"; w.seed = 99
+        let b = try TokenizerTrainer(config: w, runDir: nil)
+        let f = try SafeTensorsFile(path: dir + "/model.safetensors")
+        for (name, p) in b.model.namedParameters {
+            XCTAssertEqual(p.value.array, try f.floats(name), name)
+        }
+        XCTAssertEqual(b.optimizer.step, 0)
+        // a model of another shape is refused with a clear message
+        var bad = w
+        bad.width = 64
+        XCTAssertThrowsError(try TokenizerTrainer(config: bad, runDir: nil)) { e in
+            XCTAssertTrue("\(e)".contains("--init-from"), "\(e)")
+        }
+        XCTAssertEqual(try JSONDecoder().decode(TrainConfig.self, from: Data(try JSONText.encode(w).utf8)).initFrom, w.initFrom)
+    }
+
     func testConfigJSONRoundTripsAndOldCheckpointsKeepDefaults() throws {
         var c = tinyConfig(data: "d.rtds")
         c.minutes = 3; c.steps = nil; c.tOne = 0.25
