@@ -179,4 +179,19 @@ final class EvalCLITests: XCTestCase {
         assertCleanFailure(Tools.run("rteval", ["-m", m, "--realism", "--sets", "--feature-encoder", m, "a", "c"], cwd: root),
                            tool: "rteval", mentions: "at least 2 images", "one-image set")
     }
+
+    /// Without --feature-encoder the bundled SSL encoder is the feature space: the same file for
+    /// every model compared (its fingerprint is in the JSON).
+    func testRealismDefaultsToTheBundledSSLEncoder() throws {
+        let root = scratch()
+        Fixture.makeTree(root)
+        let r = Tools.run("rteval", ["-m", m, "-q", "5", "--realism", "--views", "2", "--bootstrap", "0", "--json",
+                                     "in/a.png", "in/sub/b.jpg"], cwd: root)
+        assertSuccess(r, "rteval --realism with the bundled encoder")
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+        let real = try XCTUnwrap(o["realism"] as? [String: Any])
+        XCTAssertTrue((real["feature_encoder_path"] as? String)?.hasSuffix("Models/ssl-encoder.safetensors") ?? false, "\(real)")
+        XCTAssertEqual(real["dims"] as? Int, 192)
+        XCTAssertEqual(real["resolution"] as? Int, 128)
+    }
 }
