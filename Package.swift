@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(name: "rtgen", dependencies: ["RepTokCLI"]),
 
         // The tokenizer trainer (training loop, checkpoints, export of codec model files, eval).
-        .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN",
+        .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN", "RepTokEval",
                                                    "RepTokTensor", "RepTokSafeTensors"]),
         .executableTarget(name: "rttrain", dependencies: [
             "RepTokTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -69,6 +69,10 @@ public struct RTGen: ParsableCommand {
             help: ArgumentHelp("Output directory for PNGs (created if missing), or - for an .rtk stream on stdout.", valueName: "DIR|-"))
     public var output: String?
 
+    @Option(name: .customLong("grid"),
+            help: ArgumentHelp("Write the images as one PNG grid instead (one row per class when cycling through the classes, else rows of 8).", valueName: "FILE"))
+    public var grid: String?
+
     @Flag(name: [.customShort("f"), .customLong("force")], help: "Overwrite existing files; write binary data to a terminal.")
     public var force = false
 
@@ -89,7 +93,9 @@ public struct RTGen: ParsableCommand {
 
     public func validate() throws {
         if version || listClasses { return }
-        guard output != nil else { throw ValidationError("give -o DIR (PNG files) or -o - (an .rtk stream)") }
+        if grid != nil && output != nil { throw ValidationError("--grid and -o exclude each other") }
+        if grid == "" || grid == "-" { throw ValidationError("--grid needs a file name") }
+        guard output != nil || grid != nil else { throw ValidationError("give -o DIR (PNG files), -o - (an .rtk stream) or --grid FILE") }
         if output == "" { throw ValidationError("-o needs a directory or -") }
         guard (1...10000).contains(count) else { throw ValidationError("-n must be 1-10000") }
         guard (1...1000).contains(steps) else { throw ValidationError("--steps must be 1-1000") }
@@ -123,6 +129,7 @@ public struct RTGen: ParsableCommand {
             }
             let model = try modelOptions.model.map { try CodecModel.cached(path: $0) } ?? CodecModel.loadDefault()
             let toStdout = output == "-"
+            var rowsByClass: Int? = nil
             if toStdout { try StandardOutput.checkBinary(force: force) }
             let D = model.quantizer.dim
             var tokens: Tensor
@@ -143,6 +150,7 @@ public struct RTGen: ParsableCommand {
                     labels = [Int](repeating: k, count: count)
                 } else {
                     labels = (0..<count).map { $0 % g.config.classes.count }
+                    rowsByClass = min(count, g.config.classes.count)
                 }
                 tokens = Tensor([count, D])
                 let chunk = 64
@@ -186,14 +194,41 @@ public struct RTGen: ParsableCommand {
                 console.clearProgress()
                 return
             }
-            let dir = output!
-            try IO.makeDirectory(dir)
             let S = model.imageSize
-            for i in 0..<count {
+            func render(_ i: Int) -> RGBImage {
                 let z = Tensor([1, D], Array(UnsafeBufferPointer(start: tokens.data + i * D, count: D)))
                 let x = Codec.decodeRaw(latent: z, model: model, seed: seed &+ UInt64(i), sampler: model.codec.defaultSampler == "heun" ? .heun : .euler,
                                         steps: decodeSteps ?? model.codec.defaultSteps)
-                let png = try ImageIO.encode(RGBImage(planar: x.array, width: S, height: S), format: .png)
+                return RGBImage(planar: x.array, width: S, height: S)
+            }
+            if let gridPath = grid {
+                // sample i at (row, column): by class (i % K, i / K) when cycling, else row-major, 8 wide
+                let rows = rowsByClass ?? (count + 7) / 8
+                let cols = rowsByClass.map { (count + $0 - 1) / $0 } ?? min(count, 8)
+                let gap = 2, W = cols * S + (cols + 1) * gap, H = rows * S + (rows + 1) * gap
+                var px = [UInt8](repeating: 255, count: W * H * 3)
+                for i in 0..<count {
+                    let img = render(i)
+                    let (r, c) = rowsByClass.map { (i % $0, i / $0) } ?? (i / 8, i % 8)
+                    let x0 = gap + c * (S + gap), y0 = gap + r * (S + gap)
+                    for y in 0..<S {
+                        let dst = ((y0 + y) * W + x0) * 3
+                        px.replaceSubrange(dst..<dst + S * 3, with: img.pixels[(y * S * 3)..<((y + 1) * S * 3)])
+                    }
+                    console.progress(done: count + i + 1, total: count * 2, name: names[i])
+                }
+                let png = try ImageIO.encode(RGBImage(width: W, height: H, pixels: px), format: .png)
+                let pending = try PendingOutput(destination: gridPath, force: force, inputs: [])
+                try pending.write(png)
+                try pending.commit(inputs: [])
+                console.clearProgress()
+                if !quiet { console.info("\(count) images in \(gridPath) (\(rows) x \(cols))", level: .normal) }
+                return
+            }
+            let dir = output!
+            try IO.makeDirectory(dir)
+            for i in 0..<count {
+                let png = try ImageIO.encode(render(i), format: .png)
                 let dest = dir + "/" + names[i] + ".png"
                 let pending = try PendingOutput(destination: dest, force: force, inputs: [])
                 try pending.write(png)

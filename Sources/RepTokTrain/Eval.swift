@@ -1,12 +1,14 @@
 import Foundation
 import RepTokCodec
+import RepTokEval
 import RepTokFormat
 import RepTokImage
 import RepTokModels
 import RepTokTensor
 
-/// Image comparisons for evaluation.
-public enum Metrics {
+/// Image comparisons for the training evaluation (the codec's full metrics, SSIM among them, are
+/// RepTokEval.Metrics).
+public enum Baselines {
     /// PSNR (dB) of 8-bit RGB images of the same size (99 dB when identical).
     public static func psnr(_ a: RGBImage, _ b: RGBImage) -> Double {
         precondition(a.width == b.width && a.height == b.height, "psnr: sizes differ")
@@ -74,11 +76,17 @@ public struct EvalRow: Codable, Sendable {
     public var level: Int?
     public var steps: Int?
     public var psnr: Double
+    /// Mean SSIM over pictures (RepTokEval.Metrics.ssim, scikit-image conventions).
+    public var ssim: Double?
     /// Mean bytes per picture (whole .rtk record, or the raw thumbnail); nil when not a code.
     public var bytes: Double?
     public var maxBytes: Int?
+    /// Fraction of pictures whose record fits the report's byte budget (codec rows).
+    public var withinBudget: Double?
 
-    enum CodingKeys: String, CodingKey { case name, level, steps, psnr, bytes, maxBytes = "max_bytes" }
+    enum CodingKeys: String, CodingKey {
+        case name, level, steps, psnr, ssim, bytes, maxBytes = "max_bytes", withinBudget = "within_budget"
+    }
 }
 
 public struct EvalReport: Codable, Sendable {
@@ -89,12 +97,28 @@ public struct EvalReport: Codable, Sendable {
     public var imageSize: Int
     public var defaultLevel: Int
     public var defaultSteps: Int
+    /// Step counts every level was decoded with (the default first).
+    public var steps: [Int]
+    public var byteBudget: Int
     public var rows: [EvalRow]
 
     enum CodingKeys: String, CodingKey {
         case model, fingerprint, data, pictures, imageSize = "image_size", defaultLevel = "default_level"
-        case defaultSteps = "default_steps", rows
+        case defaultSteps = "default_steps", steps, byteBudget = "byte_budget", rows
     }
+
+    public func codec(level: Int, steps: Int) -> EvalRow? {
+        rows.first { $0.name == "codec" && $0.level == level && $0.steps == steps }
+    }
+
+    /// The largest square RGB thumbnail whose raw bytes (3 k^2) do not exceed `bytes`.
+    public static func thumbnailSide(forBytes bytes: Double) -> Int {
+        var k = 1
+        while Double(3 * (k + 1) * (k + 1)) <= bytes { k += 1 }
+        return k
+    }
+
+    public func thumbnail(side k: Int) -> EvalRow? { rows.first { $0.name == Evaluator.thumbnailName(k) } }
 
     public var table: String {
         var s = "model \(model) (\(fingerprint)), \(pictures) pictures of \(data), PSNR at \(imageSize)x\(imageSize) vs the squashed original\n"
@@ -102,20 +126,73 @@ public struct EvalReport: Codable, Sendable {
             t.count >= n ? t : (left ? String(repeating: " ", count: n - t.count) + t : t + String(repeating: " ", count: n - t.count))
         }
         s += pad("name", 40) + pad("level", 6, left: true) + pad("steps", 6, left: true) + pad("PSNR dB", 10, left: true)
-            + "   bytes mean / max\n"
+            + pad("SSIM", 8, left: true) + "   bytes mean / max\n"
         for r in rows {
             let lv = r.level.map(String.init) ?? "-", st = r.steps.map(String.init) ?? "-"
             let by = r.bytes.map { String(format: "%.1f / %d", $0, r.maxBytes ?? 0) } ?? "-"
             s += pad(r.name, 40) + pad(lv, 6, left: true) + pad(st, 6, left: true)
-                + pad(String(format: "%.2f", r.psnr), 10, left: true) + "   " + by + "\n"
+                + pad(String(format: "%.2f", r.psnr), 10, left: true)
+                + pad(r.ssim.map { String(format: "%.4f", $0) } ?? "-", 8, left: true) + "   " + by + "\n"
+        }
+        return s
+    }
+
+    /// The model card's tables (GitHub markdown): every level at every step count beside the raw
+    /// thumbnail of at most the same bytes, then the baselines.
+    public var markdown: String {
+        func f2(_ v: Double) -> String { String(format: "%.2f", v) }
+        func f3(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "-" }
+        var s = "Model `\(fingerprint)`, \(pictures) pictures of `\((data as NSString).lastPathComponent)`, "
+            + "at \(imageSize)x\(imageSize) against the squashed original; means over pictures; bytes are whole .rtk records "
+            + "(seed 0, no name).\n\n"
+        var h = "| level | bytes mean | max | <= \(byteBudget) B |"
+        var rule = "| ---: | ---: | ---: | ---: |"
+        for st in steps { h += " PSNR \(st) step\(st == 1 ? "" : "s") |"; rule += " ---: |" }
+        for st in steps { h += " SSIM \(st) step\(st == 1 ? "" : "s") |"; rule += " ---: |" }
+        h += " thumbnail, same bytes | its PSNR | its SSIM |"; rule += " --- | ---: | ---: |"
+        s += h + "\n" + rule + "\n"
+        for L in Quantizer.levels {
+            guard let base = codec(level: L, steps: steps[0]), let b = base.bytes else { continue }
+            var line = "| \(L)\(L == defaultLevel ? " (default)" : "") | " + String(format: "%.1f", b) + " | \(base.maxBytes ?? 0) | "
+                + String(format: "%.0f%%", 100 * (base.withinBudget ?? 0)) + " |"
+            for st in steps { line += " " + (codec(level: L, steps: st).map { f2($0.psnr) } ?? "-") + " |" }
+            for st in steps { line += " " + f3(codec(level: L, steps: st)?.ssim) + " |" }
+            let k = Self.thumbnailSide(forBytes: b)
+            if let t = thumbnail(side: k) {
+                line += " \(k)x\(k) (\(3 * k * k) B) | \(f2(t.psnr)) | \(f3(t.ssim)) |"
+            } else {
+                line += " - | - | - |"
+            }
+            s += line + "\n"
+        }
+        s += "\n| reference (default level \(defaultLevel), \(defaultSteps) step\(defaultSteps == 1 ? "" : "s")) | PSNR | SSIM | bytes |\n| --- | ---: | ---: | ---: |\n"
+        for r in rows where r.name != "codec" {
+            s += "| \(r.name) | \(f2(r.psnr)) | \(f3(r.ssim)) | " + (r.bytes.map { String(format: "%.0f", $0) } ?? "-") + " |\n"
         }
         return s
     }
 }
 
+/// Where and how `Evaluator.run` draws its picture grid.
+public struct GridOptions: Sendable {
+    public var path: String
+    /// Rows: pictures taken evenly over the set.
+    public var pictures: Int
+    public init(path: String, pictures: Int = 8) { self.path = path; self.pictures = pictures }
+}
+
 /// `rttrain eval`: reconstruction quality of a codec model against simple baselines.
 public enum Evaluator {
+    static func thumbnailName(_ k: Int) -> String { "baseline: \(k)x\(k) RGB thumbnail, bicubic" }
+
+    /// Decodes every picture of `data` at every level with the model's step count and each of
+    /// `steps`; PSNR and SSIM against the squashed original; baselines: another picture's
+    /// record, the own mean colour, the unquantized token, and raw RGB thumbnails (6x6, 8x8 and,
+    /// per level, the largest one within the level's mean bytes). With `grid`, also writes a PNG:
+    /// per row a picture, its original, its default-level decodes at each step count and the
+    /// thumbnail of the default level's bytes.
     public static func run(model path: String, data: String, steps extraSteps: [Int] = [1], limit: Int? = nil,
+                           byteBudget: Int = 128, grid: GridOptions? = nil,
                            progress: (String) -> Void = { _ in }) throws -> EvalReport {
         let model = try CodecModel(path: path)
         let set = try Pictures.open(data)
@@ -125,49 +202,95 @@ public enum Evaluator {
         var pics = [RGBImage](), refs = [RGBImage]()
         for i in 0..<n { let p = Pictures.picture(set, i); pics.append(p); refs.append(Codec.modelView(p, size: S)) }
         var rows = [EvalRow]()
-        func row(_ name: String, level: Int? = nil, steps: Int? = nil, bytes: [Int]? = nil, _ f: (Int) throws -> RGBImage) rethrows {
-            var total = 0.0
-            for i in 0..<n { total += Metrics.psnr(try f(i), refs[i]) }
-            rows.append(EvalRow(name: name, level: level, steps: steps, psnr: total / Double(n),
-                                bytes: bytes.map { Double($0.reduce(0, +)) / Double($0.count) }, maxBytes: bytes?.max()))
+        @discardableResult
+        func row(_ name: String, level: Int? = nil, steps: Int? = nil, bytes: [Int]? = nil,
+                 _ f: (Int) throws -> RGBImage) throws -> [RGBImage] {
+            var tp = 0.0, ts = 0.0
+            var out = [RGBImage]()
+            for i in 0..<n {
+                let img = try f(i)
+                tp += Baselines.psnr(img, refs[i])
+                ts += try RepTokEval.Metrics.ssim(img, refs[i])
+                out.append(img)
+            }
+            rows.append(EvalRow(name: name, level: level, steps: steps, psnr: tp / Double(n), ssim: ts / Double(n),
+                                bytes: bytes.map { Double($0.reduce(0, +)) / Double($0.count) }, maxBytes: bytes?.max(),
+                                withinBudget: bytes.map { b in Double(b.filter { $0 <= byteBudget }.count) / Double(b.count) }))
             progress(name + (level.map { " level \($0)" } ?? "") + (steps.map { " steps \($0)" } ?? ""))
+            return out
         }
-        let native = DecodeOptions(native: true)
+        let dl = model.codec.defaultLevel, ds = model.codec.defaultSteps
+        var stepList = [ds]
+        for s in extraSteps where !stepList.contains(s) { stepList.append(s) }
         var records = [[RTKRecord]](repeating: [], count: 10)
         for L in Quantizer.levels {
             records[L] = try pics.map { try Codec.encode($0, model: model, options: EncodeOptions(level: L)) }
         }
-        let dl = model.codec.defaultLevel, ds = model.codec.defaultSteps
+        var gridDecodes = [[RGBImage]]()
+        var levelBytes = [Double](repeating: 0, count: 10)
         for L in Quantizer.levels {
             let recs = records[L]
-            try row("codec", level: L, steps: recs[0].steps, bytes: try recs.map { try $0.serialized().count }) {
-                try Codec.decode(recs[$0], model: model, options: native)
-            }
-        }
-        for s in extraSteps where s != ds {
-            var o = native; o.steps = s
-            try row("codec", level: dl, steps: s, bytes: try records[dl].map { try $0.serialized().count }) {
-                try Codec.decode(records[dl][$0], model: model, options: o)
+            let bytes = try recs.map { try $0.serialized().count }
+            levelBytes[L] = Double(bytes.reduce(0, +)) / Double(n)
+            for st in stepList {
+                var o = DecodeOptions(native: true)
+                if st != recs[0].steps { o.steps = st }
+                let d = try row("codec", level: L, steps: st, bytes: bytes) { try Codec.decode(recs[$0], model: model, options: o) }
+                if L == dl { gridDecodes.append(d) }
             }
         }
         // the unquantized token: the quantizer's ceiling
         let kind: RTKSampler = model.codec.defaultSampler == "heun" ? .heun : .euler
-        row("unquantized token", steps: ds) {
+        try row("unquantized token", steps: ds) {
             let z = Codec.token(pics[$0], model: model)
             let x = Codec.decodeRaw(latent: z, model: model, seed: 0, sampler: kind, steps: ds)
             return RGBImage(planar: x.array, width: S, height: S)
         }
         // baselines
         try row("baseline: another picture's token", level: dl, steps: ds) {
-            try Codec.decode(records[dl][($0 + 1) % n], model: model, options: native)
+            try Codec.decode(records[dl][($0 + 1) % n], model: model, options: DecodeOptions(native: true))
         }
-        row("baseline: own mean colour") { Metrics.meanColour(refs[$0]) }
-        for t in [6, 8] {
-            row("baseline: \(t)x\(t) RGB thumbnail, bicubic", bytes: [Int](repeating: t * t * 3, count: n)) {
-                Metrics.bicubic(Codec.modelView(pics[$0], size: t), width: S, height: S)
+        try row("baseline: own mean colour") { Baselines.meanColour(refs[$0]) }
+        var sides = Set([6, 8])
+        for L in Quantizer.levels { sides.insert(EvalReport.thumbnailSide(forBytes: levelBytes[L])) }
+        var thumbs = [Int: [RGBImage]]()
+        for t in sides.sorted() {
+            thumbs[t] = try row(thumbnailName(t), bytes: [Int](repeating: t * t * 3, count: n)) {
+                Baselines.bicubic(Codec.modelView(pics[$0], size: t), width: S, height: S)
             }
         }
+        if let g = grid {
+            let k = EvalReport.thumbnailSide(forBytes: levelBytes[dl])
+            let cols = [refs] + gridDecodes + [thumbs[k]!]
+            try writeGrid(columns: cols, rows: Swift.min(g.pictures, n), total: n, cell: S, path: g.path)
+        }
         return EvalReport(model: path, fingerprint: model.fingerprintHex, data: data, pictures: n, imageSize: S,
-                          defaultLevel: dl, defaultSteps: ds, rows: rows)
+                          defaultLevel: dl, defaultSteps: ds, steps: stepList, byteBudget: byteBudget, rows: rows)
+    }
+
+    /// A PNG of `rows` pictures (indices spread evenly over `total`), one column per image list,
+    /// cells `cell` px with a 2 px white gap; written atomically.
+    static func writeGrid(columns: [[RGBImage]], rows: Int, total: Int, cell S: Int, path: String) throws {
+        let gap = 2, C = columns.count
+        let W = C * S + (C + 1) * gap, H = rows * S + (rows + 1) * gap
+        var px = [UInt8](repeating: 255, count: W * H * 3)
+        for r in 0..<rows {
+            let i = r * total / rows
+            for c in 0..<C {
+                let img = columns[c][i]
+                let x0 = gap + c * (S + gap), y0 = gap + r * (S + gap)
+                for y in 0..<S {
+                    let src = y * S * 3, dst = ((y0 + y) * W + x0) * 3
+                    px.replaceSubrange(dst..<dst + S * 3, with: img.pixels[src..<src + S * 3])
+                }
+            }
+        }
+        let bytes = try ImageIO.encode(RGBImage(width: W, height: H, pixels: px), format: .png)
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+            throw TrainError.data("cannot write \(tmp)")
+        }
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: tmp, toPath: path)
     }
 }

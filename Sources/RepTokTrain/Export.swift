@@ -196,7 +196,7 @@ public enum Exporter {
         let parsed = try RTKRecord.parse(try rec.serialized())
         guard parsed.count == 1, parsed[0] == rec else { throw TrainError.export("record does not round-trip") }
         let back = try Codec.decode(parsed[0], model: cm, options: DecodeOptions(native: true))
-        let psnr = Metrics.psnr(back, Codec.modelView(pics[0], size: S))
+        let psnr = Baselines.psnr(back, Codec.modelView(pics[0], size: S))
         let fileBytes = (try FileManager.default.attributesOfItem(atPath: o.out)[.size] as? Int) ?? 0
         return ExportReport(path: o.out, fileBytes: fileBytes, fingerprint: cm.fingerprintHex, baseStep: base,
                             baseStepInSigma: base / sigma1, defaultLevel: o.defaultLevel,
@@ -235,7 +235,7 @@ public enum Exporter {
             let z = Tensor([1, D], Array(tokens[i * D..<(i + 1) * D]))
             let noise = Philox4x32(seed: 0).gaussian([1, 3, S, S])
             let x = FlowSampler(kind, steps: steps).sample(noise: noise) { x, t in model.decoder.predictVelocity(x, t: t, z: z) }
-            total += Metrics.psnr(RGBImage(planar: x.array, width: S, height: S), ref)
+            total += Baselines.psnr(RGBImage(planar: x.array, width: S, height: S), ref)
         }
         return total / Double(max(refs.count, 1))
     }

@@ -184,13 +184,26 @@ struct Eval: ParsableCommand {
     var steps: [Int] = [1]
     @Option(name: .long, help: "Only the first N pictures.") var limit: Int?
     @Option(name: .long, help: "Threads (default: REPTOK_THREADS or all cores).") var threads: Int?
+    @Option(name: .long, help: "Record size the within-budget column counts against.") var byteBudget = 128
+    @Option(name: .long, help: "Also write a PNG grid: originals, default-level decodes, same-bytes thumbnails.")
+    var grid: String?
+    @Option(name: .long, help: "Rows (pictures) of the grid.") var gridPictures = 8
     @Flag(name: .long, help: "Print JSON.") var json = false
+    @Flag(name: .long, help: "Print the model card's markdown tables.") var markdown = false
+
+    func validate() throws {
+        guard steps.allSatisfy({ (1...1000).contains($0) }) else { throw ValidationError("--steps: each 1-1000") }
+        guard (1...256).contains(gridPictures) else { throw ValidationError("--grid-pictures: 1-256") }
+        guard byteBudget >= 1 else { throw ValidationError("--byte-budget: at least 1") }
+        guard !(json && markdown) else { throw ValidationError("--json and --markdown exclude each other") }
+    }
 
     func run() throws {
         if let n = threads { Engine.setThreads(n) }
         do {
-            let r = try Evaluator.run(model: model, data: data, steps: steps, limit: limit)
-            if json { try printJSON(r) } else { print(r.table, terminator: "") }
+            let r = try Evaluator.run(model: model, data: data, steps: steps, limit: limit, byteBudget: byteBudget,
+                                      grid: grid.map { GridOptions(path: $0, pictures: gridPictures) })
+            if json { try printJSON(r) } else if markdown { print(r.markdown, terminator: "") } else { print(r.table, terminator: "") }
         } catch {
             fail("\(error)")
         }

@@ -57,6 +57,23 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertEqual(readBytes(root + "/out/0000_cats.png"), readBytes(root + "/out2/0000_cats.png"))
         assertSuccess(Tools.run("rtgen", ["-m", m, "-g", g, "-n", "1", "--steps", "4", "--seed", "9", "-f", "-o", "out"], cwd: root), "-f")
         XCTAssertEqual(readBytes(root + "/out/0000_cats.png"), readBytes(root + "/out3/0000_cats.png"))
+        // --grid: one PNG, a row per class (cats, dogs, fish), 2 px white gaps; its cells are the
+        // images -o wrote
+        assertSuccess(Tools.run("rtgen", ["-m", m, "-g", g, "-n", "5", "--steps", "4", "--grid", "grid.png"], cwd: root), "--grid")
+        let gridImg = try ImageIO.decode(readBytes(root + "/grid.png") ?? []).image
+        XCTAssertEqual(gridImg.width, 2 * 16 + 3 * 2); XCTAssertEqual(gridImg.height, 3 * 16 + 4 * 2)
+        // (out/0000 was replaced by the seed-9 image above; out2 holds the seed-0 0000-0002)
+        for (i, f) in ["out2/0000_cats.png", "out2/0001_dogs.png", "out2/0002_fish.png", "out/0003_cats.png"].enumerated() {
+            let cell = try ImageIO.decode(readBytes(root + "/" + f) ?? []).image
+            let (r, c) = (i % 3, i / 3)
+            for y in 0..<16 {
+                let row = ((2 + r * 18 + y) * gridImg.width + 2 + c * 18) * 3
+                XCTAssertEqual(Array(gridImg.pixels[row..<row + 48]), Array(cell.pixels[(y * 48)..<(y * 48 + 48)]), "\(f) row \(y)")
+            }
+        }
+        XCTAssertEqual(Array(gridImg.pixels[0..<6]), [255, 255, 255, 255, 255, 255])
+        assertCleanFailure(Tools.run("rtgen", ["-m", m, "-g", g, "-n", "1", "--grid", "grid.png"], cwd: root),
+                           tool: "rtgen", mentions: "already exists", "--grid without -f")
         assertNoTemporaries(root)
     }
 
@@ -112,7 +129,8 @@ final class GenerateCLITests: XCTestCase {
         let g = try TestGenerator.write(to: root + "/gen.safetensors", codecModel: fp)
         for args in [["-m", m, "-g", g], ["-m", m, "-g", g, "-n", "0", "-o", "o"], ["-m", m, "-g", g, "--steps", "0", "-o", "o"],
                      ["-m", m, "-g", g, "--cfg-interval", "0.9,0.3", "-o", "o"], ["-m", m, "--lerp", "a.rtk", "-o", "o"],
-                     ["-m", m, "-g", g, "--class", "cats", "--unconditional", "-o", "o"], ["-m", m, "-g", g, "-q", "12", "-o", "-"]] {
+                     ["-m", m, "-g", g, "--class", "cats", "--unconditional", "-o", "o"], ["-m", m, "-g", g, "-q", "12", "-o", "-"],
+                     ["-m", m, "-g", g, "--grid", "x.png", "-o", "d"], ["-m", m, "-g", g, "--grid", "-"]] {
             XCTAssertEqual(Tools.run("rtgen", args, cwd: root).status, 64, args.joined(separator: " "))
         }
         // a generator for another model, a missing one, a file that is not a generator

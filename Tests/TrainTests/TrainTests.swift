@@ -199,11 +199,30 @@ final class TrainTests: XCTestCase {
         let e1 = try Exporter.export(try TokenizerTrainer(checkpoint: ckA, runDir: nil), options: o)
         XCTAssertEqual(e1.fingerprint, r.fingerprint)
 
-        let ev = try Evaluator.run(model: r.path, data: val, steps: [1, 2])
+        let gridPath = dir + "/grid.png"
+        let ev = try Evaluator.run(model: r.path, data: val, steps: [1, 2], grid: GridOptions(path: gridPath, pictures: 2))
         XCTAssertEqual(ev.pictures, 3)
+        XCTAssertEqual(ev.steps, [1, 2])
         XCTAssertTrue(ev.rows.contains { $0.name.hasPrefix("baseline: 6x6") && $0.bytes == 108 })
-        XCTAssertEqual(ev.rows.filter { $0.name == "codec" }.count, 10)
+        XCTAssertEqual(ev.rows.filter { $0.name == "codec" }.count, 18)   // 9 levels x 2 step counts
         XCTAssertTrue(ev.rows.allSatisfy { $0.psnr.isFinite && $0.psnr > 0 })
+        XCTAssertTrue(ev.rows.allSatisfy { ($0.ssim ?? -2) > -1 && ($0.ssim ?? 2) <= 1 })
+        XCTAssertEqual(ev.codec(level: 5, steps: 1)?.withinBudget, 1)     // fitted to 60 B, counted against 128
+        // every level's same-bytes thumbnail is there, and the markdown table names it
+        for L in 1...9 {
+            let k = EvalReport.thumbnailSide(forBytes: ev.codec(level: L, steps: 1)!.bytes!)
+            XCTAssertLessThanOrEqual(3 * k * k, Int(ev.codec(level: L, steps: 1)!.bytes!))
+            XCTAssertNotNil(ev.thumbnail(side: k))
+        }
+        XCTAssertTrue(ev.markdown.contains("| 5 (default) |"), ev.markdown)
+        XCTAssertTrue(ev.markdown.contains("PSNR 2 steps"))
+        // the grid: 2 rows x (original, 2 decodes, thumbnail), 16 px cells, 2 px gaps; same bytes again
+        let g = try ImageIO.decode(Array(try Data(contentsOf: URL(fileURLWithPath: gridPath)))).image
+        XCTAssertEqual(g.width, 4 * 16 + 5 * 2)
+        XCTAssertEqual(g.height, 2 * 16 + 3 * 2)
+        let first = try Data(contentsOf: URL(fileURLWithPath: gridPath))
+        _ = try Evaluator.run(model: r.path, data: val, steps: [1, 2], grid: GridOptions(path: gridPath, pictures: 2))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: gridPath)), first)
     }
 
     func testInitFromAModelFileWarmStarts() throws {
@@ -250,10 +269,10 @@ final class TrainTests: XCTestCase {
 
     func testBicubicKeepsConstantsAndPSNR() {
         let flat = RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 77, count: 18))
-        XCTAssertEqual(Metrics.bicubic(flat, width: 9, height: 7).pixels, [UInt8](repeating: 77, count: 9 * 7 * 3))
-        XCTAssertEqual(Metrics.psnr(flat, flat), 99)
+        XCTAssertEqual(Baselines.bicubic(flat, width: 9, height: 7).pixels, [UInt8](repeating: 77, count: 9 * 7 * 3))
+        XCTAssertEqual(Baselines.psnr(flat, flat), 99)
         var other = flat
         other.pixels[0] = 78
-        XCTAssertEqual(Metrics.psnr(flat, other), 10 * log10(255 * 255 * 18), accuracy: 1e-9)
+        XCTAssertEqual(Baselines.psnr(flat, other), 10 * log10(255 * 255 * 18), accuracy: 1e-9)
     }
 }
