@@ -4,6 +4,7 @@ import RepTokEval
 import RepTokFormat
 import RepTokImage
 import RepTokModels
+import RepTokSafeTensors
 import RepTokTensor
 
 /// Image comparisons for the training evaluation (the codec's full metrics, SSIM among them, are
@@ -101,10 +102,15 @@ public struct EvalReport: Codable, Sendable {
     public var steps: [Int]
     public var byteBudget: Int
     public var rows: [EvalRow]
+    /// With an SSL encoder: the mean over pictures of cos(token, that encoder's [CLS] token) on
+    /// the codec view (what the cosine regularizer holds near 1), and the encoder's fingerprint.
+    public var tokenCosine: Double?
+    public var sslEncoder: String?
 
     enum CodingKeys: String, CodingKey {
         case model, fingerprint, data, pictures, imageSize = "image_size", defaultLevel = "default_level"
         case defaultSteps = "default_steps", steps, byteBudget = "byte_budget", rows
+        case tokenCosine = "token_cosine", sslEncoder = "ssl_encoder"
     }
 
     public func codec(level: Int, steps: Int) -> EvalRow? {
@@ -169,6 +175,9 @@ public struct EvalReport: Codable, Sendable {
         for r in rows where r.name != "codec" {
             s += "| \(r.name) | \(f2(r.psnr)) | \(f3(r.ssim)) | " + (r.bytes.map { String(format: "%.0f", $0) } ?? "-") + " |\n"
         }
+        if let c = tokenCosine, let e = sslEncoder {
+            s += "\nMean cosine of the token to the SSL encoder's token (`\(e)`) on the same view: " + String(format: "%.4f", c) + ".\n"
+        }
         return s
     }
 }
@@ -192,7 +201,7 @@ public enum Evaluator {
     /// per row a picture, its original, its default-level decodes at each step count and the
     /// thumbnail of the default level's bytes.
     public static func run(model path: String, data: String, steps extraSteps: [Int] = [1], limit: Int? = nil,
-                           byteBudget: Int = 128, grid: GridOptions? = nil,
+                           byteBudget: Int = 128, grid: GridOptions? = nil, sslEncoder: String? = nil,
                            progress: (String) -> Void = { _ in }) throws -> EvalReport {
         let model = try CodecModel(path: path)
         let set = try Pictures.open(data)
@@ -264,8 +273,30 @@ public enum Evaluator {
             let cols = [refs] + gridDecodes + [thumbs[k]!]
             try writeGrid(columns: cols, rows: Swift.min(g.pictures, n), total: n, cell: S, path: g.path)
         }
-        return EvalReport(model: path, fingerprint: model.fingerprintHex, data: data, pictures: n, imageSize: S,
-                          defaultLevel: dl, defaultSteps: ds, steps: stepList, byteBudget: byteBudget, rows: rows)
+        var report = EvalReport(model: path, fingerprint: model.fingerprintHex, data: data, pictures: n, imageSize: S,
+                                defaultLevel: dl, defaultSteps: ds, steps: stepList, byteBudget: byteBudget, rows: rows)
+        if let sp = sslEncoder {
+            let ssl = try Dinov2Encoder.load(path: sp, imageSize: S)
+            var total = 0.0
+            for i in 0..<n {
+                let z = Codec.token(pics[i], model: model)
+                let px = Tensor([1, 3, S, S], refs[i].planarFloats(scale: 1, offset: 0))
+                let c0 = ssl.forward(ssl.normalize(pixels255: px)).token
+                guard c0.count == z.count else {
+                    throw TrainError.data("--ssl-encoder token size \(c0.count) != the model's \(z.count)")
+                }
+                var dot = 0.0, na = 0.0, nb = 0.0
+                for d in 0..<z.count {
+                    let a = Double(z.data[d]), b = Double(c0.data[d])
+                    dot += a * b; na += a * a; nb += b * b
+                }
+                total += dot / max((na * nb).squareRoot(), 1e-30)
+            }
+            report.tokenCosine = total / Double(n)
+            let fp = try ModelFile.fingerprint(of: try SafeTensorsFile(path: sp), prefixes: ["encoder."], configParts: ["encoder"])
+            report.sslEncoder = String(format: "%016llx", fp)
+        }
+        return report
     }
 
     /// A PNG of `rows` pictures (indices spread evenly over `total`), one column per image list,

@@ -188,6 +188,8 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Also write a PNG grid: originals, default-level decodes, same-bytes thumbnails.")
     var grid: String?
     @Option(name: .long, help: "Rows (pictures) of the grid.") var gridPictures = 8
+    @Option(name: .long, help: "SSL encoder file: also report the token's mean cosine to its [CLS] token.")
+    var sslEncoder: String?
     @Flag(name: .long, help: "Print JSON.") var json = false
     @Flag(name: .long, help: "Print the model card's markdown tables.") var markdown = false
 
@@ -202,7 +204,7 @@ struct Eval: ParsableCommand {
         if let n = threads { Engine.setThreads(n) }
         do {
             let r = try Evaluator.run(model: model, data: data, steps: steps, limit: limit, byteBudget: byteBudget,
-                                      grid: grid.map { GridOptions(path: $0, pictures: gridPictures) })
+                                      grid: grid.map { GridOptions(path: $0, pictures: gridPictures) }, sslEncoder: sslEncoder)
             if json { try printJSON(r) } else if markdown { print(r.markdown, terminator: "") } else { print(r.table, terminator: "") }
         } catch {
             fail("\(error)")

@@ -223,6 +223,15 @@ final class TrainTests: XCTestCase {
         let first = try Data(contentsOf: URL(fileURLWithPath: gridPath))
         _ = try Evaluator.run(model: r.path, data: val, steps: [1, 2], grid: GridOptions(path: gridPath, pictures: 2))
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: gridPath)), first)
+        // the token's cosine to an SSL encoder's token: against the model's own encoder (the
+        // zero-initialized adapter has moved 3 steps) it is near, not at, 1
+        XCTAssertNil(ev.tokenCosine)
+        let withSSL = try Evaluator.run(model: r.path, data: val, steps: [1], limit: 2, sslEncoder: r.path)
+        let cosine = try XCTUnwrap(withSSL.tokenCosine)
+        XCTAssertGreaterThan(cosine, 0.9)
+        XCTAssertLessThanOrEqual(cosine, 1 + 1e-9)
+        XCTAssertEqual(withSSL.sslEncoder?.count, 16)
+        XCTAssertTrue(withSSL.markdown.contains("Mean cosine of the token"))
     }
 
     func testInitFromAModelFileWarmStarts() throws {
