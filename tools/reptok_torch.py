@@ -98,7 +98,30 @@ def decoder_config(cfg: dict | None = None, **kw) -> dict:
         raise ValueError("freq_dim must be even")
     if out["prediction"] not in ("x", "v"):
         raise ValueError("prediction must be 'x' or 'v'")
+    # latent skip: written only when set (as the Swift config does), 0 = none
+    k = int(out.get("skip_size", 0))
+    if not (0 <= k <= min(out["image_size"], 64)):
+        raise ValueError("skip_size must be in [0, min(image_size, 64)]")
+    if k and out["prediction"] != "x":
+        raise ValueError("skip_size needs prediction 'x'")
+    if not k:
+        out.pop("skip_size", None)
     return out
+
+
+def bilinear_matrix(k: int, s: int, dtype=torch.float64) -> torch.Tensor:
+    """[s, k] bilinear interpolation k -> s, half-pixel centres, clamped source coordinate: the
+    weights of F.interpolate(mode="bilinear", align_corners=False) along one axis (Swift:
+    Ops.bilinearMatrix)."""
+    u = torch.zeros(s, k, dtype=torch.float64)
+    for j in range(s):
+        src = min(max((j + 0.5) * k / s - 0.5, 0.0), float(k - 1))
+        i0 = int(math.floor(src))
+        i1 = min(i0 + 1, k - 1)
+        w1 = src - i0
+        u[j, i0] += 1 - w1
+        u[j, i1] += w1
+    return u.to(dtype)
 
 
 def encoder_config_from_hf(hf: dict) -> dict:
@@ -394,7 +417,11 @@ class FlowDecoder(nn.Module):
         self.t_embed = _TEmbed(cfg["freq_dim"], w)
         self.blocks = nn.ModuleList([_DecBlock(cfg) for _ in range(cfg["depth"])])
         self.final = _Final(cfg)
+        k = cfg.get("skip_size", 0)
+        # latent skip: token -> k x k RGB, bilinearly upsampled, added to the predicted image
+        self.latent_skip = nn.Linear(cfg["token_dim"], 3 * k * k) if k else None
         self.register_buffer("pos", sincos_2d(self.grid, self.grid, w, torch.float32), persistent=False)
+        self.register_buffer("skip_up", bilinear_matrix(k, s, torch.float32) if k else None, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -406,7 +433,7 @@ class FlowDecoder(nn.Module):
         for blk in self.blocks:
             nn.init.zeros_(blk.ada.weight)
             nn.init.zeros_(blk.ada.bias)
-        for m in (self.final.ada, self.final.linear):
+        for m in (self.final.ada, self.final.linear) + ((self.latent_skip,) if self.latent_skip is not None else ()):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -415,6 +442,9 @@ class FlowDecoder(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         self.pos = sincos_2d(self.grid, self.grid, self.config["width"], self.patch_embed.weight.dtype).to(
             self.patch_embed.weight.device)
+        if self.latent_skip is not None:
+            self.skip_up = bilinear_matrix(self.config["skip_size"], self.config["image_size"],
+                                           self.patch_embed.weight.dtype).to(self.patch_embed.weight.device)
         return out
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -425,7 +455,12 @@ class FlowDecoder(nn.Module):
         for blk in self.blocks:
             h = blk(h, c)
         o = self.final(h[:, 1:], c)
-        return unpatchify(o, p, self.grid, self.grid)
+        img = unpatchify(o, p, self.grid, self.grid)
+        if self.latent_skip is not None:
+            k = self.config["skip_size"]
+            low = self.latent_skip(z).view(z.shape[0], 3, k, k)
+            img = img + self.skip_up @ low @ self.skip_up.T
+        return img
 
     def to_velocity(self, x_t, t, out):
         if self.config["prediction"] == "v":

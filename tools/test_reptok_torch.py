@@ -295,6 +295,35 @@ def test_gradcheck_decoder():
         assert torch.autograd.gradcheck(f, params, fast_mode=True)
 
 
+def test_latent_skip():
+    """bilinear_matrix is F.interpolate(bilinear, align_corners=False) written out; the skip adds
+    exactly that upsampled image; a zero-initialized skip changes nothing."""
+    g = torch.Generator().manual_seed(13)
+    for k, s in [(4, 16), (3, 7), (1, 5), (5, 5), (6, 4)]:
+        low = torch.randn(2, 3, k, k, generator=g, dtype=torch.float64)
+        u = R.bilinear_matrix(k, s)
+        ref = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+        assert torch.allclose(u @ low @ u.T, ref, atol=1e-12), (k, s)
+    cfg = dict(DEC, image_size=8, width=16, depth=1, num_heads=2, token_dim=8, freq_dim=8, prediction="x")
+    plain = randomize(R.FlowDecoder(cfg), 14).double()
+    skip = R.FlowDecoder(dict(cfg, skip_size=2)).double()
+    sd = dict(plain.state_dict())
+    sd.update({k: v for k, v in skip.state_dict().items() if k.startswith("latent_skip.")})
+    skip.load_state_dict(sd)
+    x_t = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    z = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.4, 1.0], dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(skip(x_t, t, z), plain(x_t, t, z))       # zero skip: no change
+        skip.latent_skip.weight.normal_(generator=g)
+        low = skip.latent_skip(z).view(2, 3, 2, 2)
+        up = F.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)
+        assert torch.allclose(skip(x_t, t, z), plain(x_t, t, z) + up, atol=1e-12)
+    assert "skip_size" not in R.decoder_config(cfg) and R.decoder_config(dict(cfg, skip_size=2))["skip_size"] == 2
+    zz = z.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda b: skip.velocity(x_t, t, b), (zz,))
+
+
 def test_gradcheck_encoder():
     from torch.func import functional_call
     for regs in [0, 2]:

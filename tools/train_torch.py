@@ -960,7 +960,7 @@ def read_header(path: str):
 
 def config_json(enc: dict, dec: dict, **extra) -> str:
     obj = {"format": rt.FORMAT, "version": rt.VERSION, "encoder": clean_config(enc, ENC_KEYS),
-           "decoder": clean_config(dec, DEC_KEYS)}
+           "decoder": dict(clean_config(dec, DEC_KEYS), **({"skip_size": int(dec["skip_size"])} if dec.get("skip_size") else {}))}
     obj.update(extra)
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
@@ -970,7 +970,7 @@ TRAIN_FIELDS = [
     ("data", "data"), ("val", "val"), ("encoder_path", "encoder"), ("enc_width", "enc_width"),
     ("enc_depth", "enc_depth"), ("enc_heads", "enc_heads"), ("enc_patch", "enc_patch"), ("tune", "tune"),
     ("lambda", "lam"), ("image_size", "image_size"), ("patch", "patch"), ("width", "width"), ("depth", "depth"),
-    ("heads", "heads"), ("prediction", "prediction"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
+    ("heads", "heads"), ("prediction", "prediction"), ("skip_size", "skip_size"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
     ("warmup", "warmup"), ("steps", "steps"), ("minutes", "minutes"), ("weight_decay", "weight_decay"),
     ("clip", "clip"), ("ema", "ema"), ("ema_warmup", "ema_warmup"), ("token_noise", "token_noise"),
     ("t_uniform", "t_uniform"), ("t_one", "t_one"), ("whole_view", "whole_view"),
@@ -1561,7 +1561,7 @@ def build(args, run: Run, ckpt=None):
         init_encoder(encoder, mix64(args.seed, 0xE1C0DE))
     decoder = rt.FlowDecoder(dict(image_size=S, patch_size=args.patch, width=args.width, depth=args.depth,
                                   num_heads=args.heads, token_dim=encoder.config["hidden_size"],
-                                  prediction=args.prediction))
+                                  prediction=args.prediction, skip_size=args.skip_size))
     init_decoder(decoder, mix64(args.seed, 0xDEC0DE))
     model = Tokenizer(encoder, decoder)
     mode, k = parse_tune(args.tune)
@@ -1611,6 +1611,8 @@ def validate(args):
         bad("decoder shape (--width multiple of 4 and --heads, --image-size >= 8 and a multiple of --patch)")
     if args.prediction not in ("x", "v"):
         bad("--prediction must be x or v")
+    if not 0 <= args.skip_size <= min(64, args.image_size) or (args.skip_size and args.prediction != "x"):
+        bad("--skip-size must be 0-64 (at most --image-size) and needs --prediction x")
 
 
 def train(args):
@@ -1954,6 +1956,7 @@ def main(argv=None):
     a("--depth", type=int, default=8)
     a("--heads", type=int, default=4)
     a("--prediction", default="x", choices=["x", "v"])
+    a("--skip-size", type=int, default=0, help="decoder latent skip k (0: none)")
     a("--enc-width", type=int, default=192)
     a("--enc-depth", type=int, default=6)
     a("--enc-heads", type=int, default=3)

@@ -17,19 +17,38 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
     public var prediction: String = "x"
     public var tEps: Float = 0.05
     public var layerNormEps: Float = 1e-6
+    /// Latent skip (0: none): a linear map of the token to a k x k RGB image, upsampled
+    /// bilinearly to S x S and added to the predicted clean image (prediction "x" only), so the
+    /// token has a direct, linear route to the picture's layout and colours besides joint
+    /// attention. Keys `latent_skip.weight` [3 k^2, token_dim], `latent_skip.bias` [3 k^2]
+    /// (zero-initialized: a fresh decoder predicts what it would without the skip).
+    public var skipSize: Int = 0
 
     public init(imageSize: Int, patchSize: Int, width: Int, depth: Int, numHeads: Int, mlpRatio: Int = 4,
                 tokenDim: Int, freqDim: Int = 256, prediction: String = "x", tEps: Float = 0.05,
-                layerNormEps: Float = 1e-6) {
+                layerNormEps: Float = 1e-6, skipSize: Int = 0) {
         self.imageSize = imageSize; self.patchSize = patchSize; self.width = width; self.depth = depth
         self.numHeads = numHeads; self.mlpRatio = mlpRatio; self.tokenDim = tokenDim; self.freqDim = freqDim
-        self.prediction = prediction; self.tEps = tEps; self.layerNormEps = layerNormEps
+        self.prediction = prediction; self.tEps = tEps; self.layerNormEps = layerNormEps; self.skipSize = skipSize
     }
 
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", patchSize = "patch_size", width, depth, numHeads = "num_heads"
         case mlpRatio = "mlp_ratio", tokenDim = "token_dim", freqDim = "freq_dim", prediction
-        case tEps = "t_eps", layerNormEps = "layer_norm_eps"
+        case tEps = "t_eps", layerNormEps = "layer_norm_eps", skipSize = "skip_size"
+    }
+
+    /// `skip_size` is written only when set, so configs (and fingerprints) of decoders without
+    /// the skip are what they were before it existed.
+    public func encode(to e: Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(imageSize, forKey: .imageSize); try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(width, forKey: .width); try c.encode(depth, forKey: .depth)
+        try c.encode(numHeads, forKey: .numHeads); try c.encode(mlpRatio, forKey: .mlpRatio)
+        try c.encode(tokenDim, forKey: .tokenDim); try c.encode(freqDim, forKey: .freqDim)
+        try c.encode(prediction, forKey: .prediction); try c.encode(tEps, forKey: .tEps)
+        try c.encode(layerNormEps, forKey: .layerNormEps)
+        if skipSize != 0 { try c.encode(skipSize, forKey: .skipSize) }
     }
 
     public init(from d: Decoder) throws {
@@ -45,6 +64,7 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         prediction = try c.decodeIfPresent(String.self, forKey: .prediction) ?? "x"
         tEps = try c.decodeIfPresent(Float.self, forKey: .tEps) ?? 0.05
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-6
+        skipSize = try c.decodeIfPresent(Int.self, forKey: .skipSize) ?? 0
     }
 
     public var grid: Int { imageSize / patchSize }
@@ -64,6 +84,8 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         guard freqDim >= 2, freqDim % 2 == 0, freqDim <= 4096 else { throw bad("freq_dim \(freqDim)") }
         guard prediction == "x" || prediction == "v" else { throw bad("prediction \"\(prediction)\"") }
         guard tEps > 0, tEps < 1, layerNormEps > 0 else { throw bad("t_eps/layer_norm_eps") }
+        guard (0...imageSize).contains(skipSize), skipSize <= 64 else { throw bad("skip_size \(skipSize): 0-\(min(imageSize, 64))") }
+        guard skipSize == 0 || prediction == "x" else { throw bad("skip_size needs prediction \"x\"") }
     }
 
     /// Multiply-adds x2 for one forward pass at batch 1 (matmuls and attention).
@@ -166,6 +188,7 @@ final class DecoderBlock: Module {
 public final class FlowDecoder: Module {
     public let config: DecoderConfig
     let patchEmbed: Linear, latentEmbed: Linear
+    let latentSkip: Linear?
     let tFc1: Linear, tFc2: Linear
     let blocks: [DecoderBlock]
     let finalAda: Linear, finalNorm: LayerNorm, finalLinear: Linear
@@ -179,6 +202,8 @@ public final class FlowDecoder: Module {
         let W = config.width, P = config.patchFeatures
         patchEmbed = Linear("patch_embed", P, W)
         latentEmbed = Linear("latent_embed", config.tokenDim, W)
+        let k = config.skipSize
+        latentSkip = k > 0 ? Linear("latent_skip", config.tokenDim, 3 * k * k) : nil
         tFc1 = Linear("t_embed.fc1", config.freqDim, W)
         tFc2 = Linear("t_embed.fc2", W, W)
         blocks = (0..<config.depth).map { DecoderBlock("blocks.\($0)", config) }
@@ -191,6 +216,7 @@ public final class FlowDecoder: Module {
     public var parameters: [Parameter] {
         patchEmbed.parameters + latentEmbed.parameters + tFc1.parameters + tFc2.parameters
             + blocks.flatMap { $0.parameters } + finalAda.parameters + finalLinear.parameters
+            + (latentSkip?.parameters ?? [])
     }
 
     /// Xavier-uniform weights, zero biases, zero adaLN and output layers (adaLN-Zero).
@@ -199,7 +225,8 @@ public final class FlowDecoder: Module {
         for p in parameters {
             if p.key.hasSuffix(".bias") { p.value.zero() } else { rng.xavier(p.value) }
         }
-        for p in blocks.flatMap({ $0.ada.parameters }) + finalAda.parameters + finalLinear.parameters {
+        for p in blocks.flatMap({ $0.ada.parameters }) + finalAda.parameters + finalLinear.parameters
+            + (latentSkip?.parameters ?? []) {
             p.value.zero()
         }
         // t_embed as DiT: normal(0.02)
@@ -233,7 +260,14 @@ public final class FlowDecoder: Module {
         let fm = Ops.modulate(fn, B: B, mod: fmod, shiftAt: 0, scaleAt: W)
         let o = finalLinear.forward(fm, cache: cache)
         if cache { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
-        return Ops.unpatchify(o, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
+        let img = Ops.unpatchify(o, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
+        if let skip = latentSkip {
+            let k = cfg.skipSize
+            let s = skip.forward(z, cache: cache)
+            let up = Ops.upsampleBilinear(Tensor([B, 3, k, k], s.array), size: cfg.imageSize)
+            Ops.addInPlace(img, up)
+        }
+        return img
     }
 
     /// Gradients for a loss on the raw output: accumulates parameter gradients, returns
@@ -259,6 +293,11 @@ public final class FlowDecoder: Module {
             (dpe.data + b * N * W).update(from: dh.data + (b * T + 1) * W, count: N * W)
         }
         let dz = latentEmbed.backward(dlat)!
+        if let skip = latentSkip {
+            let k = cfg.skipSize
+            let ds = Ops.upsampleBilinearBackward(dout, from: k)
+            Ops.addInPlace(dz, skip.backward(Tensor([B, 3 * k * k], ds.array))!)
+        }
         let dpatches = patchEmbed.backward(dpe, needInput: needInput)
         // time path
         let dc = Tensor(c.shape)

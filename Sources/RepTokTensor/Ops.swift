@@ -411,3 +411,64 @@ extension Ops {
         rt_axpy(y.data, x.data, a, y.count)
     }
 }
+
+// MARK: - Bilinear upsampling (the decoder's latent skip)
+
+extension Ops {
+    /// The [S, k] matrix of bilinear interpolation from k to S samples with half-pixel centres
+    /// (source coordinate (j + 0.5) k / S - 0.5, clamped to [0, k - 1]): torch's
+    /// `F.interpolate(mode="bilinear", align_corners=False)` along one axis, written out so both
+    /// implementations build the same weights. Row j has at most two nonzeros summing to 1.
+    public static func bilinearMatrix(from k: Int, to S: Int) -> [Float] {
+        precondition(k >= 1 && S >= 1, "bilinearMatrix \(k) -> \(S)")
+        var u = [Float](repeating: 0, count: S * k)
+        for j in 0..<S {
+            let src = min(max((Double(j) + 0.5) * Double(k) / Double(S) - 0.5, 0), Double(k - 1))
+            let i0 = Int(src.rounded(.down)), i1 = min(i0 + 1, k - 1)
+            let w1 = src - Double(i0)
+            u[j * k + i0] += Float(1 - w1)
+            u[j * k + i1] += Float(w1)
+        }
+        return u
+    }
+
+    /// [B, C, k, k] -> [B, C, S, S]: y = U x U^T per plane, U = `bilinearMatrix(from: k, to: S)`.
+    public static func upsampleBilinear(_ x: Tensor, size S: Int) -> Tensor {
+        let k = x.shape[x.shape.count - 1]
+        precondition(x.shape.count == 4 && x.shape[2] == k, "upsampleBilinear: x \(x.shape)")
+        let planes = x.shape[0] * x.shape[1]
+        let u = bilinearMatrix(from: k, to: S)
+        let y = Tensor(uninitialized: [x.shape[0], x.shape[1], S, S])
+        let tmp = Tensor(uninitialized: [S, k])
+        u.withUnsafeBufferPointer { U in
+            for p in 0..<planes {
+                // tmp = U x ([S, k]); y = tmp U^T ([S, S])
+                BLAS.gemm(M: S, N: k, K: k, A: U.baseAddress!, lda: k, B: x.data + p * k * k, ldb: k,
+                          C: tmp.data, ldc: k, split: false)
+                BLAS.gemm(transB: true, M: S, N: S, K: k, A: tmp.data, lda: k, B: U.baseAddress!, ldb: k,
+                          C: y.data + p * S * S, ldc: S, split: false)
+            }
+        }
+        return y
+    }
+
+    /// The adjoint: dx = U^T dy U per plane, [B, C, S, S] -> [B, C, k, k].
+    public static func upsampleBilinearBackward(_ dy: Tensor, from k: Int) -> Tensor {
+        let S = dy.shape[dy.shape.count - 1]
+        precondition(dy.shape.count == 4 && dy.shape[2] == S, "upsampleBilinearBackward: dy \(dy.shape)")
+        let planes = dy.shape[0] * dy.shape[1]
+        let u = bilinearMatrix(from: k, to: S)
+        let dx = Tensor(uninitialized: [dy.shape[0], dy.shape[1], k, k])
+        let tmp = Tensor(uninitialized: [S, k])
+        u.withUnsafeBufferPointer { U in
+            for p in 0..<planes {
+                // tmp = dy U ([S, k]); dx = U^T tmp ([k, k])
+                BLAS.gemm(M: S, N: k, K: S, A: dy.data + p * S * S, lda: S, B: U.baseAddress!, ldb: k,
+                          C: tmp.data, ldc: k, split: false)
+                BLAS.gemm(transA: true, M: k, N: k, K: S, A: U.baseAddress!, lda: k, B: tmp.data, ldb: k,
+                          C: dx.data + p * k * k, ldc: k, split: false)
+            }
+        }
+        return dx
+    }
+}

@@ -31,6 +31,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var depth = 8
     public var heads = 4
     public var prediction = "x"
+    /// Decoder latent skip size k (0: none; DecoderConfig.skipSize).
+    public var skipSize = 0
     // optimization
     public var batch = 16
     public var lr: Float = 3e-4
@@ -76,7 +78,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case data, val, encoderPath = "encoder_path", initFrom = "init_from", encWidth = "enc_width", encDepth = "enc_depth"
         case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
-        case imageSize = "image_size", patch, width, depth, heads, prediction
+        case imageSize = "image_size", patch, width, depth, heads, prediction, skipSize = "skip_size"
         case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
         case emaWarmup = "ema_warmup", tokenNoise = "token_noise", tUniform = "t_uniform", tOne = "t_one"
         case wholeView = "whole_view", minCropArea = "min_crop_area", maxAspect = "max_aspect", jitter
@@ -103,6 +105,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if c.contains(.depth) { depth = try c.decode(type(of: depth), forKey: .depth) }
         if c.contains(.heads) { heads = try c.decode(type(of: heads), forKey: .heads) }
         if c.contains(.prediction) { prediction = try c.decode(type(of: prediction), forKey: .prediction) }
+        if c.contains(.skipSize) { skipSize = try c.decode(type(of: skipSize), forKey: .skipSize) }
         if c.contains(.batch) { batch = try c.decode(type(of: batch), forKey: .batch) }
         if c.contains(.lr) { lr = try c.decode(type(of: lr), forKey: .lr) }
         if c.contains(.minLR) { minLR = try c.decode(type(of: minLR), forKey: .minLR) }
@@ -138,7 +141,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// The decoder's config for an encoder of width `tokenDim`.
     public func decoderConfig(tokenDim: Int) -> DecoderConfig {
         DecoderConfig(imageSize: imageSize, patchSize: patch, width: width, depth: depth, numHeads: heads,
-                      tokenDim: tokenDim, prediction: prediction)
+                      tokenDim: tokenDim, prediction: prediction, skipSize: skipSize)
     }
 
     /// The config of a freshly initialized encoder (used when `encoderPath` is nil).
@@ -155,6 +158,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             throw bad("without --encoder the encoder is randomly initialized and must be trained: use --tune all")
         }
         guard batch >= 1, batch <= 4096 else { throw bad("--batch \(batch)") }
+        guard (0...64).contains(skipSize) else { throw bad("--skip-size \(skipSize): 0-64") }
+        if skipSize > 0 && prediction != "x" { throw bad("--skip-size needs --prediction x") }
         guard lr > 0, lr.isFinite, minLR >= 0, minLR <= lr else { throw bad("--lr/--min-lr") }
         guard warmup >= 0 else { throw bad("--warmup \(warmup)") }
         guard (steps != nil) != (minutes != nil) else { throw bad("give exactly one of --steps and --minutes") }

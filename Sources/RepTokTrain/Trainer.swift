@@ -89,7 +89,11 @@ public final class TokenizerTrainer {
             do {
                 try ModelFile.load(model.encoder.parameters, prefix: "encoder.", from: f)
                 try ModelFile.load(model.adapter.parameters, prefix: "adapter.", from: f)
-                try ModelFile.load(model.decoder.parameters, prefix: "decoder.", from: f)
+                // A model without the latent skip warm-starts a run with one: the skip keeps its
+                // zero initialization, so the start predicts exactly what the model did.
+                let skipless = config.skipSize > 0 && !f.contains("decoder.latent_skip.weight")
+                let dparams = model.decoder.parameters.filter { !(skipless && $0.key.hasPrefix("latent_skip.")) }
+                try ModelFile.load(dparams, prefix: "decoder.", from: f)
             } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
         }
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)

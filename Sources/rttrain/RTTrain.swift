@@ -76,6 +76,8 @@ struct Tokenizer: ParsableCommand {
     @Option(name: .long, help: "Decoder depth.") var depth = 8
     @Option(name: .long, help: "Decoder heads.") var heads = 4
     @Option(name: .long, help: "Decoder prediction: x (clean image) or v (velocity).") var prediction = "x"
+    @Option(name: .long, help: "Decoder latent skip: the token's linear k x k image, upsampled and added (0: none).")
+    var skipSize = 0
     @Option(name: .long, help: "Fresh encoder width.") var encWidth = 192
     @Option(name: .long, help: "Fresh encoder depth.") var encDepth = 6
     @Option(name: .long, help: "Fresh encoder heads.") var encHeads = 3
@@ -125,7 +127,7 @@ struct Tokenizer: ParsableCommand {
                 c.tune = tune ?? (encoder == nil ? "all" : "cls")
                 c.lambda = lambda
                 c.imageSize = imageSize; c.patch = patch; c.width = width; c.depth = depth; c.heads = heads
-                c.prediction = prediction
+                c.prediction = prediction; c.skipSize = skipSize
                 c.encWidth = encWidth; c.encDepth = encDepth; c.encHeads = encHeads; c.encPatch = encPatch
                 c.batch = batch; c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.minutes = minutes
                 c.weightDecay = weightDecay; c.ema = ema; c.tokenNoise = tokenNoise; c.tUniform = tUniform; c.tOne = tOne

@@ -124,6 +124,8 @@ final class ConformanceTests: XCTestCase {
 
     func testDecoderXPredictionMatchesReference() throws { try checkDecoder("decoder") }
     func testDecoderVPredictionMatchesReference() throws { try checkDecoder("decoder_v") }
+    /// The latent skip (3x3 RGB from the token, bilinearly upsampled to 16x16, added to the output).
+    func testDecoderLatentSkipMatchesReference() throws { try checkDecoder("decoder_skip") }
 
     func testTrainingStepMatchesReference() throws {
         let f = try Self.fixture("train_step")

@@ -77,4 +77,53 @@ final class PositionTests: XCTestCase {
                       forward: ref)
         }
     }
+
+    /// Bilinear upsampling, half-pixel centres with clamped borders, against a float64 reference
+    /// written per output pixel (not from the matrix form), its gradient by finite differences,
+    /// and the properties torch's align_corners=False interpolation has: constants stay constant,
+    /// k == S is the identity, 1 -> S is a broadcast.
+    func testUpsampleBilinear() {
+        func ref(_ x: [Double], planes: Int, k: Int, S: Int) -> [Double] {
+            var y = [Double](repeating: 0, count: planes * S * S)
+            func coord(_ j: Int) -> (Int, Int, Double) {
+                let s = min(max((Double(j) + 0.5) * Double(k) / Double(S) - 0.5, 0), Double(k - 1))
+                let i0 = Int(s.rounded(.down))
+                return (i0, min(i0 + 1, k - 1), s - Double(i0))
+            }
+            for p in 0..<planes {
+                for r in 0..<S {
+                    let (y0, y1, wy) = coord(r)
+                    for c in 0..<S {
+                        let (x0, x1, wx) = coord(c)
+                        func v(_ a: Int, _ b: Int) -> Double { x[p * k * k + a * k + b] }
+                        y[p * S * S + r * S + c] = (1 - wy) * ((1 - wx) * v(y0, x0) + wx * v(y0, x1))
+                            + wy * ((1 - wx) * v(y1, x0) + wx * v(y1, x1))
+                    }
+                }
+            }
+            return y
+        }
+        for (n, (B, C, k, S)) in [(2, 3, 4, 16), (1, 2, 3, 7), (1, 1, 5, 5), (2, 1, 1, 4), (1, 3, 4, 3)].enumerated() {
+            var rng = SeededRNG(71 + UInt64(n))
+            let x = randn([B, C, k, k], &rng)
+            let y = Ops.upsampleBilinear(x, size: S)
+            XCTAssertEqual(y.shape, [B, C, S, S])
+            assertRelErr(y.f64, ref(x.f64, planes: B * C, k: k, S: S), Tol.fwd, "upsample \(k) -> \(S)")
+            let dy = randn(y.shape, &rng)
+            let dx = Ops.upsampleBilinearBackward(dy, from: k)
+            XCTAssertEqual(dx.shape, x.shape)
+            gradCheck("upsampleBilinear \(k) -> \(S)", [GradInput("x", x.f64, dx.f64)], cotangent: dy.f64) {
+                ref($0[0], planes: B * C, k: k, S: S)
+            }
+        }
+        let flat = Tensor([1, 1, 3, 3], [Float](repeating: 0.25, count: 9))
+        XCTAssertTrue(Ops.upsampleBilinear(flat, size: 10).array.allSatisfy { abs($0 - 0.25) < 1e-7 })
+        var rng = SeededRNG(79)
+        let x = randn([1, 2, 6, 6], &rng)
+        assertRelErr(Ops.upsampleBilinear(x, size: 6).f64, x.f64, 1e-7, "k == S is the identity")
+        for j in 0..<12 {
+            let row = Array(Ops.bilinearMatrix(from: 4, to: 12)[(j * 4)..<(j * 4 + 4)])
+            XCTAssertEqual(Double(row.reduce(0, +)), 1, accuracy: 1e-6, "row \(j) sums to 1")
+        }
+    }
 }

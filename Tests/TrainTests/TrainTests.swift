@@ -253,6 +253,27 @@ final class TrainTests: XCTestCase {
             XCTAssertEqual(p.value.array, try f.floats(name), name)
         }
         XCTAssertEqual(b.optimizer.step, 0)
+        // a run WITH the latent skip warm-starts from this skipless model: the skip starts at zero,
+        // so the decoder predicts exactly what the file's decoder does
+        var ws = w
+        ws.skipSize = 2
+        let bs = try TokenizerTrainer(config: ws, runDir: nil)
+        let skip = bs.model.decoder.parameters.filter { $0.key.hasPrefix("latent_skip.") }
+        XCTAssertEqual(skip.map(\.key).sorted(), ["latent_skip.bias", "latent_skip.weight"])
+        XCTAssertTrue(skip.allSatisfy { $0.value.array.allSatisfy { $0 == 0 } })
+        let xt = Tensor([1, 3, 16, 16], (0..<768).map { Float($0 % 17) / 17 - 0.5 })
+        let zt = Tensor([1, 32], (0..<32).map { Float($0) / 32 })
+        XCTAssertEqual(bs.model.decoder.forward(xt, t: [0.7], z: zt).array, b.model.decoder.forward(xt, t: [0.7], z: zt).array)
+        XCTAssertEqual(bs.model.decoder.config.skipSize, 2)
+        // a skipless decoder config is written without the key (fingerprints of older models stay)
+        let plain = String(decoding: try JSONEncoder().encode(b.model.decoder.config), as: UTF8.self)
+        XCTAssertFalse(plain.contains("skip_size"))
+        let withSkip = try JSONEncoder().encode(bs.model.decoder.config)
+        XCTAssertTrue(String(decoding: withSkip, as: UTF8.self).contains("\"skip_size\":2"))
+        XCTAssertEqual(try JSONDecoder().decode(DecoderConfig.self, from: withSkip), bs.model.decoder.config)
+        var badSkip = ws
+        badSkip.prediction = "v"
+        XCTAssertThrowsError(try badSkip.validate())
         // a model of another shape is refused with a clear message
         var bad = w
         bad.width = 64
