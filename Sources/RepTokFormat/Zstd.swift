@@ -145,14 +145,29 @@ public enum RTKZstd {
         let total = samples.reduce(0) { $0 + $1.count }
         if total == 0 { throw RTKError.dictionary("all \(samples.count) samples are empty") }
         if total >= Int(UInt32.max) { throw RTKError.dictionary("samples total \(total) bytes, over 4 GiB") }
-        let joined = samples.flatMap { $0 }
+        // libzstd's fastCover trainer (ZDICT_trainFromBuffer's default) reads past the end of
+        // the samples when they are small: its last epoch is not clamped to the data (up to one
+        // epoch, at most the total size) and it hashes 8-byte words near the end (facebook/zstd
+        // #4499, fixed upstream after 1.5.7; Debian bookworm ships 1.5.4). We crashed on it when
+        // the samples ended at a page boundary. Zero slack of the total size + 64 bytes after the
+        // last sample keeps every such read inside our buffer and makes its result deterministic
+        // (what lies past the data is always zeros). The sizes passed exclude the slack.
+        let joined = samples.flatMap { $0 } + [UInt8](repeating: 0, count: total + 64)
         let sizes = samples.map { Int($0.count) }
+        // fastCover with fixed parameters, not ZDICT_trainFromBuffer's parameter search: the
+        // search holds out a quarter of the samples (splitPoint 0.75), the path where small
+        // training sets underflow a size (facebook/zstd #4710); with every sample used for
+        // training (splitPoint 1) that subtraction cannot go below zero. k = 64, d = 8 suit
+        // token payloads of tens of bytes.
+        var params = ZDICT_fastCover_params_t()
+        params.k = 64; params.d = 8; params.f = 20; params.steps = 0; params.nbThreads = 1
+        params.splitPoint = 1.0; params.accel = 1
         var dict = [UInt8](repeating: 0, count: maxBytes)
         let n = dict.withUnsafeMutableBytes { d in
             joined.withUnsafeBytes { s in
                 sizes.withUnsafeBufferPointer { z in
-                    ZDICT_trainFromBuffer(d.baseAddress, d.count, s.baseAddress, z.baseAddress,
-                                          UInt32(samples.count))
+                    ZDICT_trainFromBuffer_fastCover(d.baseAddress, d.count, s.baseAddress, z.baseAddress,
+                                                    UInt32(samples.count), params)
                 }
             }
         }

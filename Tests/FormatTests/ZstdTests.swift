@@ -86,6 +86,23 @@ final class ZstdTests: XCTestCase {
         XCTAssertLessThan(withDict, without)
     }
 
+    /// Many tiny samples (the shapes of facebook/zstd #4499, where libzstd 1.5.4's default
+    /// fastCover trainer reads out of bounds, and a run of ours crashed): the trainer we call
+    /// either builds a dictionary or reports an error, and never crashes.
+    func testTinySamplesAreSafe() {
+        let poc: [[UInt8]] = (0..<8).map { [UInt8(65 + $0)] }
+        if let d = try? RTKZstd.trainDictionary(samples: poc, maxBytes: 1024) { XCTAssertLessThanOrEqual(d.count, 1024) }
+        var rng = SplitMix64(seed: 9)
+        for count in [10, 100, 1000, 4410] {
+            for width in [1, 2, 3, 5, 7, 9] {
+                let samples = (0..<count).map { _ in (0..<Int(rng.next() % UInt64(width) + 1)).map { _ in UInt8(rng.next() % 4) } }
+                if let d = try? RTKZstd.trainDictionary(samples: samples, maxBytes: 2048) {
+                    XCTAssertLessThanOrEqual(d.count, 2048)
+                }
+            }
+        }
+    }
+
     func testTrainerErrors() {
         XCTAssertEqual(expectRTKError(try RTKZstd.trainDictionary(samples: [], maxBytes: 4096)),
                        .dictionary("no samples to train on"))
