@@ -970,14 +970,14 @@ TRAIN_FIELDS = [
     ("data", "data"), ("val", "val"), ("encoder_path", "encoder"), ("enc_width", "enc_width"),
     ("enc_depth", "enc_depth"), ("enc_heads", "enc_heads"), ("enc_patch", "enc_patch"), ("tune", "tune"),
     ("lambda", "lam"), ("image_size", "image_size"), ("patch", "patch"), ("width", "width"), ("depth", "depth"),
-    ("heads", "heads"), ("prediction", "prediction"), ("skip_size", "skip_size"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
+    ("heads", "heads"), ("prediction", "prediction"), ("skip_size", "skip_size"), ("skip_init_std", "skip_init_std"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
     ("warmup", "warmup"), ("steps", "steps"), ("minutes", "minutes"), ("weight_decay", "weight_decay"),
     ("clip", "clip"), ("ema", "ema"), ("ema_warmup", "ema_warmup"), ("token_noise", "token_noise"),
     ("t_uniform", "t_uniform"), ("t_one", "t_one"), ("whole_view", "whole_view"),
     ("min_crop_area", "min_crop_area"), ("max_aspect", "max_aspect"), ("jitter", "jitter"),
     ("shrink_pictures", "shrink_pictures"), ("seed", "seed"), ("checkpoint_minutes", "checkpoint_minutes"),
     ("log_every", "log_every")]
-FLOAT32_FIELDS = {"lambda", "lr", "min_lr", "weight_decay", "clip", "ema", "token_noise", "t_uniform", "t_one",
+FLOAT32_FIELDS = {"lambda", "lr", "min_lr", "weight_decay", "clip", "ema", "token_noise", "t_uniform", "t_one", "skip_init_std",
                   "whole_view", "min_crop_area", "jitter"}
 
 
@@ -1563,6 +1563,9 @@ def build(args, run: Run, ckpt=None):
                                   num_heads=args.heads, token_dim=encoder.config["hidden_size"],
                                   prediction=args.prediction, skip_size=args.skip_size))
     init_decoder(decoder, mix64(args.seed, 0xDEC0DE))
+    if args.skip_init_std > 0 and decoder.latent_skip is not None:
+        with torch.no_grad():
+            decoder.latent_skip.weight.normal_(0, args.skip_init_std)
     model = Tokenizer(encoder, decoder)
     mode, k = parse_tune(args.tune)
     model.set_tune(mode, k)
@@ -1957,6 +1960,7 @@ def main(argv=None):
     a("--heads", type=int, default=4)
     a("--prediction", default="x", choices=["x", "v"])
     a("--skip-size", type=int, default=0, help="decoder latent skip k (0: none)")
+    a("--skip-init-std", type=float, default=0.0, help="std of a random latent-skip init (0: zero)")
     a("--enc-width", type=int, default=192)
     a("--enc-depth", type=int, default=6)
     a("--enc-heads", type=int, default=3)

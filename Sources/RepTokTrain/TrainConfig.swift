@@ -33,6 +33,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var prediction = "x"
     /// Decoder latent skip size k (0: none; DecoderConfig.skipSize).
     public var skipSize = 0
+    /// Std of a normal initialization of the latent skip's weight (0: zero, the decoder's own
+    /// adaLN-Zero-style init). A nonzero skip gives the encoder a direct gradient from step 0.
+    public var skipInitStd: Float = 0
     // optimization
     public var batch = 16
     public var lr: Float = 3e-4
@@ -78,7 +81,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case data, val, encoderPath = "encoder_path", initFrom = "init_from", encWidth = "enc_width", encDepth = "enc_depth"
         case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
-        case imageSize = "image_size", patch, width, depth, heads, prediction, skipSize = "skip_size"
+        case imageSize = "image_size", patch, width, depth, heads, prediction, skipSize = "skip_size", skipInitStd = "skip_init_std"
         case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
         case emaWarmup = "ema_warmup", tokenNoise = "token_noise", tUniform = "t_uniform", tOne = "t_one"
         case wholeView = "whole_view", minCropArea = "min_crop_area", maxAspect = "max_aspect", jitter
@@ -106,6 +109,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if c.contains(.heads) { heads = try c.decode(type(of: heads), forKey: .heads) }
         if c.contains(.prediction) { prediction = try c.decode(type(of: prediction), forKey: .prediction) }
         if c.contains(.skipSize) { skipSize = try c.decode(type(of: skipSize), forKey: .skipSize) }
+        if c.contains(.skipInitStd) { skipInitStd = try c.decode(type(of: skipInitStd), forKey: .skipInitStd) }
         if c.contains(.batch) { batch = try c.decode(type(of: batch), forKey: .batch) }
         if c.contains(.lr) { lr = try c.decode(type(of: lr), forKey: .lr) }
         if c.contains(.minLR) { minLR = try c.decode(type(of: minLR), forKey: .minLR) }
@@ -159,6 +163,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
         guard batch >= 1, batch <= 4096 else { throw bad("--batch \(batch)") }
         guard (0...64).contains(skipSize) else { throw bad("--skip-size \(skipSize): 0-64") }
+        guard skipInitStd >= 0, skipInitStd <= 1, skipInitStd == 0 || skipSize > 0 else {
+            throw bad("--skip-init-std \(skipInitStd): 0-1, with --skip-size")
+        }
         if skipSize > 0 && prediction != "x" { throw bad("--skip-size needs --prediction x") }
         guard lr > 0, lr.isFinite, minLR >= 0, minLR <= lr else { throw bad("--lr/--min-lr") }
         guard warmup >= 0 else { throw bad("--warmup \(warmup)") }

@@ -96,6 +96,13 @@ public final class TokenizerTrainer {
                 try ModelFile.load(dparams, prefix: "decoder.", from: f)
             } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
         }
+        // A random latent skip (unless it came from --init-from): the encoder gets a direct
+        // gradient from the first step, instead of waiting for the zero skip to grow.
+        if config.skipInitStd > 0, let w = model.decoder.parameters.first(where: { $0.key == "latent_skip.weight" }),
+           w.value.array.allSatisfy({ $0 == 0 }) {
+            var rng = InitRNG(seed: mix64(config.seed, 0x5C1B))
+            rng.fillNormal(w.value, std: Double(config.skipInitStd))
+        }
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
         ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
         totalSteps = config.steps

@@ -78,6 +78,7 @@ struct Tokenizer: ParsableCommand {
     @Option(name: .long, help: "Decoder prediction: x (clean image) or v (velocity).") var prediction = "x"
     @Option(name: .long, help: "Decoder latent skip: the token's linear k x k image, upsampled and added (0: none).")
     var skipSize = 0
+    @Option(name: .long, help: "Std of a random latent-skip initialization (0: zero).") var skipInitStd: Float = 0
     @Option(name: .long, help: "Fresh encoder width.") var encWidth = 192
     @Option(name: .long, help: "Fresh encoder depth.") var encDepth = 6
     @Option(name: .long, help: "Fresh encoder heads.") var encHeads = 3
@@ -127,7 +128,7 @@ struct Tokenizer: ParsableCommand {
                 c.tune = tune ?? (encoder == nil ? "all" : "cls")
                 c.lambda = lambda
                 c.imageSize = imageSize; c.patch = patch; c.width = width; c.depth = depth; c.heads = heads
-                c.prediction = prediction; c.skipSize = skipSize
+                c.prediction = prediction; c.skipSize = skipSize; c.skipInitStd = skipInitStd
                 c.encWidth = encWidth; c.encDepth = encDepth; c.encHeads = encHeads; c.encPatch = encPatch
                 c.batch = batch; c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.minutes = minutes
                 c.weightDecay = weightDecay; c.ema = ema; c.tokenNoise = tokenNoise; c.tUniform = tUniform; c.tOne = tOne

@@ -274,6 +274,19 @@ final class TrainTests: XCTestCase {
         var badSkip = ws
         badSkip.prediction = "v"
         XCTAssertThrowsError(try badSkip.validate())
+        // --skip-init-std: a random skip (seeded: the same twice), so the encoder gets a gradient
+        // through it from the first step
+        var wr = ws
+        wr.skipInitStd = 0.01
+        let r1 = try TokenizerTrainer(config: wr, runDir: nil), r2 = try TokenizerTrainer(config: wr, runDir: nil)
+        let w1 = r1.model.decoder.parameters.first { $0.key == "latent_skip.weight" }!.value.array
+        XCTAssertEqual(w1, r2.model.decoder.parameters.first { $0.key == "latent_skip.weight" }!.value.array)
+        XCTAssertGreaterThan(w1.map { abs($0) }.max()!, 0)
+        let rms = (w1.map { Double($0) * Double($0) }.reduce(0, +) / Double(w1.count)).squareRoot()
+        XCTAssertEqual(rms, 0.01, accuracy: 0.002)
+        var noSkip = w
+        noSkip.skipInitStd = 0.01
+        XCTAssertThrowsError(try noSkip.validate())
         // a model of another shape is refused with a clear message
         var bad = w
         bad.width = 64
