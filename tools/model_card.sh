@@ -40,7 +40,9 @@ for spec in "1 1" "1.5 1" "3 1" "1.5 8"; do
   set -- $spec
   cfg=$1 ds=$2 d="$tmp/cfg${cfg}_d$ds"
   $B/rtgen -m "$M" -g "$G" -n "$SAMPLES" --cfg "$cfg" --decode-steps "$ds" -o "$d" --quiet
-  $B/rteval -m "$M" --realism --sets "$d" data/val.rtds --json --quiet > "$W/fd_cfg${cfg}_decode$ds.json"
+  # the samples' temporary folder is named "samples/..." in the file, so reruns compare equal
+  $B/rteval -m "$M" --realism --sets "$d" data/val.rtds --json --quiet | sed "s|$tmp/|samples/|" \
+    > "$W/fd_cfg${cfg}_decode$ds.json"
 done
 $B/rteval -m "$M" --realism --sets data/train.rtds data/val.rtds --json --quiet > "$W/fd_train_val.json"
 
