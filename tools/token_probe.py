@@ -7,6 +7,8 @@ the bicubic-upsampled prediction against the 128 px view (best of a few ridge we
 true thumbnails. Needs the reference venv (tools/results.sh makes one: torch, Pillow, numpy).
 
     .build-results/venv/bin/python tools/token_probe.py MODEL.safetensors [MODEL2 ...]
+    .build-results/venv/bin/python tools/token_probe.py --random MODEL.safetensors   # a fresh encoder
+                                                     # of MODEL's shape (train_torch's init, seed 12345)
 """
 import json, os, sys
 import numpy as np, torch
@@ -20,10 +22,17 @@ def views(path, S):
     return np.stack([T.model_view(ds.pixels(i), S) for i in range(len(ds._w))])
 S = 128
 tr, va = views(os.path.join(ROOT, "data/train.rtds"), S), views(os.path.join(ROOT, "data/val.rtds"), S)
+RANDOM = "--random" in sys.argv
+if RANDOM:
+    sys.argv.remove("--random")
 def tokens(model_path, imgs, adapter=True):
     tensors, meta = R.load_state_dict_file(model_path)
     cfg = json.loads(meta[R.CONFIG_KEY])
     enc = T.load_encoder_file(model_path, S).eval()
+    if RANDOM:
+        enc = R.Dinov2Encoder(enc.config).eval()
+        T.init_encoder(enc, 12345)
+        adapter = False
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
     mean = torch.tensor(cfg["encoder"]["image_mean"]).view(1, 3, 1, 1); std = torch.tensor(cfg["encoder"]["image_std"]).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -47,7 +56,7 @@ for name in sys.argv[1:]:
             up = np.stack([np.asarray(Image.fromarray((p * 255).round().astype(np.uint8)).resize((S, S), Image.BICUBIC)) for p in P])
             v = psnr(up, va).mean()
             best = max(best or (v, lam), (v, lam))
-        print(f"{name.split('/')[-1]}: ridge token -> {k}x{k} thumbnail, val PSNR {best[0]:.2f} dB (lambda {best[1]})")
+        print(f"{'random encoder like ' if RANDOM else ''}{name.split('/')[-1]}: ridge token -> {k}x{k} thumbnail, val PSNR {best[0]:.2f} dB (lambda {best[1]})")
 # reference: the true thumbnails
 for k in [4, 8]:
     P = thumbs(va, k).reshape(len(va), k, k, 3)
