@@ -436,39 +436,39 @@ extension Ops {
     public static func upsampleBilinear(_ x: Tensor, size S: Int) -> Tensor {
         let k = x.shape[x.shape.count - 1]
         precondition(x.shape.count == 4 && x.shape[2] == k, "upsampleBilinear: x \(x.shape)")
-        let planes = x.shape[0] * x.shape[1]
-        let u = bilinearMatrix(from: k, to: S)
-        let y = Tensor(uninitialized: [x.shape[0], x.shape[1], S, S])
-        let tmp = Tensor(uninitialized: [S, k])
-        u.withUnsafeBufferPointer { U in
-            for p in 0..<planes {
-                // tmp = U x ([S, k]); y = tmp U^T ([S, S])
-                BLAS.gemm(M: S, N: k, K: k, A: U.baseAddress!, lda: k, B: x.data + p * k * k, ldb: k,
-                          C: tmp.data, ldc: k, split: false)
-                BLAS.gemm(transB: true, M: S, N: S, K: k, A: tmp.data, lda: k, B: U.baseAddress!, ldb: k,
-                          C: y.data + p * S * S, ldc: S, split: false)
-            }
-        }
-        return y
+        return sandwich(x, u: bilinearMatrix(from: k, to: S), k: k, S: S, adjoint: false)
     }
 
     /// The adjoint: dx = U^T dy U per plane, [B, C, S, S] -> [B, C, k, k].
     public static func upsampleBilinearBackward(_ dy: Tensor, from k: Int) -> Tensor {
         let S = dy.shape[dy.shape.count - 1]
         precondition(dy.shape.count == 4 && dy.shape[2] == S, "upsampleBilinearBackward: dy \(dy.shape)")
-        let planes = dy.shape[0] * dy.shape[1]
-        let u = bilinearMatrix(from: k, to: S)
-        let dx = Tensor(uninitialized: [dy.shape[0], dy.shape[1], k, k])
+        return sandwich(dy, u: bilinearMatrix(from: k, to: S), k: k, S: S, adjoint: true)
+    }
+
+    /// Per plane of x: U x U^T (k x k -> S x S), or with `adjoint` U^T x U (S x S -> k x k);
+    /// U is [S, k]. Two products per plane, each on one thread (no split: thread-invariant).
+    static func sandwich(_ x: Tensor, u: [Float], k: Int, S: Int, adjoint: Bool) -> Tensor {
+        let (n, m) = adjoint ? (S, k) : (k, S)        // plane side in, out
+        let planes = x.count / (n * n)
+        let y = Tensor(uninitialized: [x.shape[0], x.shape[1], m, m])
         let tmp = Tensor(uninitialized: [S, k])
         u.withUnsafeBufferPointer { U in
             for p in 0..<planes {
-                // tmp = dy U ([S, k]); dx = U^T tmp ([k, k])
-                BLAS.gemm(M: S, N: k, K: S, A: dy.data + p * S * S, lda: S, B: U.baseAddress!, ldb: k,
-                          C: tmp.data, ldc: k, split: false)
-                BLAS.gemm(transA: true, M: k, N: k, K: S, A: U.baseAddress!, lda: k, B: tmp.data, ldb: k,
-                          C: dx.data + p * k * k, ldc: k, split: false)
+                let xp = x.data + p * n * n, yp = y.data + p * m * m
+                if adjoint {
+                    // tmp = x U ([S, k]); y = U^T tmp ([k, k])
+                    BLAS.gemm(M: S, N: k, K: S, A: xp, lda: S, B: U.baseAddress!, ldb: k, C: tmp.data, ldc: k, split: false)
+                    BLAS.gemm(transA: true, M: k, N: k, K: S, A: U.baseAddress!, lda: k, B: tmp.data, ldb: k,
+                              C: yp, ldc: k, split: false)
+                } else {
+                    // tmp = U x ([S, k]); y = tmp U^T ([S, S])
+                    BLAS.gemm(M: S, N: k, K: k, A: U.baseAddress!, lda: k, B: xp, ldb: k, C: tmp.data, ldc: k, split: false)
+                    BLAS.gemm(transB: true, M: S, N: S, K: k, A: tmp.data, lda: k, B: U.baseAddress!, ldb: k,
+                              C: yp, ldc: S, split: false)
+                }
             }
         }
-        return dx
+        return y
     }
 }
