@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import math
 import os
@@ -1003,6 +1004,15 @@ def apply_config(args, cfg: dict):
 LEVELS = range(1, 10)
 
 
+class FastCoverParams(ctypes.Structure):
+    """ZDICT_fastCover_params_t (zdict.h, ZDICT_STATIC_LINKING_ONLY), passed by value."""
+    _fields_ = [("k", ctypes.c_uint), ("d", ctypes.c_uint), ("f", ctypes.c_uint), ("steps", ctypes.c_uint),
+                ("nbThreads", ctypes.c_uint), ("splitPoint", ctypes.c_double), ("accel", ctypes.c_uint),
+                ("shrinkDict", ctypes.c_uint), ("shrinkDictMaxRegression", ctypes.c_uint),
+                ("compressionLevel", ctypes.c_int), ("notificationLevel", ctypes.c_uint),
+                ("dictID", ctypes.c_uint)]
+
+
 class Zstd:
     """zstd as RTKZstd uses it. `system`: the libzstd the Swift tools link (ctypes), so dictionaries
     and payloads are byte-identical to theirs on this machine; `python`: the `zstandard` package
@@ -1032,9 +1042,10 @@ class Zstd:
                                                    ctypes.c_char_p, ctypes.c_size_t]
                     lib.ZSTD_compress2.restype = ctypes.c_size_t
                     lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
-                    lib.ZDICT_trainFromBuffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
-                                                          ctypes.POINTER(ctypes.c_size_t), ctypes.c_uint]
-                    lib.ZDICT_trainFromBuffer.restype = ctypes.c_size_t
+                    lib.ZDICT_trainFromBuffer_fastCover.argtypes = [
+                        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t),
+                        ctypes.c_uint, FastCoverParams]
+                    lib.ZDICT_trainFromBuffer_fastCover.restype = ctypes.c_size_t
                     lib.ZDICT_isError.argtypes = [ctypes.c_size_t]
                     self.lib, self.ct = lib, ctypes
                     break
@@ -1056,18 +1067,27 @@ class Zstd:
         return "python-zstandard %s (libzstd %s)" % (self.zs.__version__, ".".join(map(str, self.zs.ZSTD_VERSION)))
 
     def train(self, samples, max_bytes: int) -> bytes:
-        """RTKZstd.trainDictionary (ZDICT_trainFromBuffer); b"" where Swift's `try?` gives []."""
+        """RTKZstd.trainDictionary: ZDICT_trainFromBuffer_fastCover with its fixed parameters (k 64,
+        d 8, f 20, accel 1, splitPoint 1, no parameter search) over the samples followed by zero
+        slack of their total size + 64 bytes (libzstd <= 1.5.7 reads past the end of small sample
+        sets: facebook/zstd #4499, #4710; Sources/RepTokFormat/Zstd.swift). b"" where Swift's
+        `try?` gives []."""
         if not samples or sum(len(x) for x in samples) == 0:
             return b""
         if self.lib is not None:
             ct = self.ct
-            joined = b"".join(samples)
+            total = sum(len(x) for x in samples)
+            joined = b"".join(samples) + bytes(total + 64)
             sizes = (ct.c_size_t * len(samples))(*[len(x) for x in samples])
             buf = ct.create_string_buffer(max_bytes)
-            n = self.lib.ZDICT_trainFromBuffer(buf, max_bytes, joined, sizes, len(samples))
+            params = FastCoverParams(k=64, d=8, f=20, steps=0, nbThreads=1, splitPoint=1.0, accel=1)
+            n = self.lib.ZDICT_trainFromBuffer_fastCover(buf, max_bytes, joined, sizes, len(samples), params)
             return b"" if self.lib.ZDICT_isError(n) else buf.raw[:n]
-        try:    # the package's defaults are those of ZDICT_trainFromBuffer (fastCover, d 8, steps 4)
-            return self.zs.train_dictionary(max_bytes, samples).as_bytes()
+        # the package runs the same trainer with the same fixed parameters (steps 0, threads 0: no
+        # search), on its own libzstd and without the slack
+        try:
+            return self.zs.train_dictionary(max_bytes, samples, k=64, d=8, f=20, split_point=1.0, accel=1,
+                                            steps=0, threads=0).as_bytes()
         except self.zs.ZstdError:
             return b""
 
@@ -1926,6 +1946,21 @@ def self_test():
     v = ViewSampler.render(px, dict(x=1.3, y=2.2, w=30.5, h=20.1, flip=True, b=1.0, c=1.0, s=1.0), 16)
     assert np.all(v == np.float32(77) / np.float32(127.5) - 1)
     assert np.all(resize_u8(px, 11, 9, "bilinear") == 77) and np.all(resize_u8(px, 100, 9, "area") == 77)
+    # dictionaries: the fixed-parameter fastCover trainer of RTKZstd, deterministic, safe on tiny
+    # sample sets (the ones libzstd 1.5.4's default trainer read past: facebook/zstd #4499)
+    try:
+        zs = Zstd("auto")
+    except SystemExit:
+        zs = None
+    if zs is not None:
+        rs = np.random.default_rng(5)
+        samples = [bytes(rs.integers(0, 8, int(rs.integers(12, 40)), dtype=np.uint8)) for _ in range(600)]
+        d1 = zs.train(samples, 2048)
+        assert d1[:4] == bytes([0x37, 0xA4, 0x30, 0xEC]) and len(d1) <= 2048 and zs.train(samples, 2048) == d1
+        for n in range(1, 40):
+            d = zs.train([bytes([i % 7]) * 3 for i in range(n)], 1024)
+            assert len(d) <= 1024
+        print(f"dictionaries ({zs.version}): {len(d1)} bytes, deterministic")
     # record size: 14 + w + h + seed + steps + len + payload + 4
     assert record_bytes(512, 384, 10) == 14 + 2 + 2 + 1 + 1 + 1 + 10 + 4
     dm = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "RepTokCodec", "Models",
