@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One tokenizer training run on a lent GPU machine (the workplace's `device` tool), in one call:
+# the 128 px recipe of docs/MODEL.md, by tools/train_torch.py, exported to a model file that
+# rtenc/rtdec load. That machine has PyTorch and CUDA but no Swift and no network, so the
+# training set travels as small JPEG folders (tools/device_pack.py) and the run writes only what
+# comes back: OUT/model.safetensors (the export), OUT/metrics.jsonl, OUT/train.log.
+#
+# Here, first (once per checkout):
+#   python3 tools/device_pack.py                 # data/*.rtds -> device-data/ (about 15 MB)
+# Then the device call (carry device-data; the command runs in the repository root there):
+#   run(command: "MINUTES=7 bash tools/device_train.sh", carry: ["device-data"], timeout_s: 600)
+# And back here (files_at of the reply): join the pieces, check, and measure every reported
+# number with the Swift tools on the real validation pack:
+#   cat FILES_AT/model.safetensors.part-* > m.safetensors
+#   test "$(sha256sum < m.safetensors | cut -d' ' -f1)" = "$(cut -d' ' -f1 FILES_AT/model.sha256)"
+#   .build/release/rttrain eval --model m.safetensors --data data/val.rtds --steps 1 8
+#
+# A local smoke test of the same script on the CPU (a few steps, no GPU):
+#   OUT=/tmp/dev DEVICE=cpu MINUTES=0.3 BATCH=8 WORKERS=1 bash tools/device_train.sh
+#
+# Settings (environment): MINUTES (training wall time, default 7: the machine's start and the
+# export fit in the 10-minute call), BATCH (global batch, 256), LR (6e-4), WORKERS (view-rendering
+# processes, 14 of the 16 cores), TUNE (all), DEVICE (cuda), EXTRA (more train_torch.py flags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?OUT must name the folder for the results (the device tool sets it)}
+DATA=${DATA:-device-data}
+MINUTES=${MINUTES:-7}
+BATCH=${BATCH:-256}
+LR=${LR:-6e-4}
+WORKERS=${WORKERS:-14}
+TUNE=${TUNE:-all}
+DEVICE=${DEVICE:-cuda}
+RUN=${RUN:-/tmp/reptok-device-run}
+export PYTHONUNBUFFERED=1
+[ -d "$DATA/train" ] && [ -d "$DATA/val" ] || { echo "device_train: $DATA/train and $DATA/val missing (python3 tools/device_pack.py, then carry $DATA)" >&2; exit 1; }
+# wheels carried in .whl/ (e.g. zstandard where the machine has no libzstd), as the device notes say
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+mkdir -p "$OUT"
+{ date -u; nvidia-smi -L 2>/dev/null || true; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | tee "$OUT/train.log"
+rm -rf "$RUN"
+set +e
+python3 tools/train_torch.py --data "$DATA/train" --val "$DATA/val" --out "$RUN" --device "$DEVICE" \
+  --encoder Sources/RepTokCodec/Models/ssl-encoder.safetensors --tune "$TUNE" --lambda 0.1 \
+  --image-size 128 --patch 16 --width 256 --depth 6 --heads 4 --skip-size 8 \
+  --batch "$BATCH" --lr "$LR" --warmup 300 --minutes "$MINUTES" --ema 0.999 \
+  --token-noise 0.1 --t-one 0.5 --t-uniform 0.1 --seed 0 --workers "$WORKERS" --checkpoint-minutes 100 \
+  --log-every 50 --fp16 --record-bytes 128 --export-out "$OUT/model.safetensors" \
+  --description "128 px, $TUNE from the shipped SSL encoder, tools/device_train.sh ({minutes} min on $DEVICE)" \
+  $( [ "$DEVICE" = cuda ] && echo --tf32 ) ${EXTRA:-} 2>&1 | tee -a "$OUT/train.log"
+rc=${PIPESTATUS[0]}
+set -e
+cp "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null || true
+# files come back from the device at most 16 MiB each: a larger model file travels in pieces
+# (join here: cat model.safetensors.part-* > model.safetensors; sha256 in model.sha256)
+if [ -f "$OUT/model.safetensors" ] && [ "$(stat -c %s "$OUT/model.safetensors")" -gt $((15 * 1024 * 1024)) ]; then
+  (cd "$OUT" && sha256sum model.safetensors > model.sha256 && split -b 15M -d -a 1 model.safetensors model.safetensors.part- \
+     && rm model.safetensors)
+fi
+echo "device_train: exit $rc" | tee -a "$OUT/train.log"
+exit "$rc"
