@@ -7,8 +7,11 @@
 #
 # Here, first (once per checkout):
 #   python3 tools/device_pack.py                 # data/*.rtds -> device-data/ (about 15 MB)
+#   # the export needs zstd: the system libzstd, or this wheel where the machine lacks it (5.5 MB)
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl zstandard==0.25.0
 # Then the device call (carry device-data; the command runs in the repository root there):
-#   run(command: "MINUTES=7 bash tools/device_train.sh", carry: ["device-data"], timeout_s: 600)
+#   run(command: "MINUTES=7 bash tools/device_train.sh", carry: ["device-data", ".whl"], timeout_s: 600)
 # And back here (files_at of the reply): join the pieces, check, and measure every reported
 # number with the Swift tools on the real validation pack:
 #   cat FILES_AT/model.safetensors.part-* > m.safetensors
