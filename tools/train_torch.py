@@ -1022,7 +1022,6 @@ class Zstd:
     def __init__(self, which: str = "auto"):
         self.lib = None
         if which in ("auto", "system"):
-            import ctypes
             import ctypes.util
             for name in ("libzstd.so.1", "libzstd.so", "libzstd.1.dylib", "libzstd.dylib", ctypes.util.find_library("zstd")):
                 if not name:
@@ -1072,13 +1071,14 @@ class Zstd:
         slack of their total size + 64 bytes (libzstd <= 1.5.7 reads past the end of small sample
         sets: facebook/zstd #4499, #4710; Sources/RepTokFormat/Zstd.swift). b"" where Swift's
         `try?` gives []."""
-        if not samples or sum(len(x) for x in samples) == 0:
+        lengths = [len(x) for x in samples]
+        total = sum(lengths)
+        if total == 0:
             return b""
         if self.lib is not None:
             ct = self.ct
-            total = sum(len(x) for x in samples)
             joined = b"".join(samples) + bytes(total + 64)
-            sizes = (ct.c_size_t * len(samples))(*[len(x) for x in samples])
+            sizes = (ct.c_size_t * len(samples))(*lengths)
             buf = ct.create_string_buffer(max_bytes)
             params = FastCoverParams(k=64, d=8, f=20, steps=0, nbThreads=1, splitPoint=1.0, accel=1)
             n = self.lib.ZDICT_trainFromBuffer_fastCover(buf, max_bytes, joined, sizes, len(samples), params)
