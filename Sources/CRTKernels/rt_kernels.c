@@ -3,6 +3,7 @@
  * CPU level and input, because the loop structure never depends on the thread count. */
 #include "rt_kernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #pragma clang fp reassociate(on) contract(fast)
@@ -386,3 +387,207 @@ void rt_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
 void rt_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
     for (size_t i = 0; i < n; i++) { uint32_t x = (uint32_t)src[i] << 16; memcpy(&dst[i], &x, 4); }
 }
+
+/* ---- Products against a pre-packed weight (inference) ------------------------------------
+ * C[m, n] = act(bias[n] + sum_k X[m, k] W[n, k]) with W packed once into panels of 16 output
+ * columns: panel p holds W[16p .. 16p+15, k] for k = 0 .. K-1, 16 floats per k, zero-padded.
+ * A 6x16 register tile runs one FMA chain per element over k = 0 .. K-1 in order, starting from
+ * the bias; K is cut in blocks of RT_KC, and each block resumes the chain from the stored
+ * partial sums, so every element gets the same operations whatever the blocking, the row range
+ * or the panel range a call covers: splitting the rows or panels across threads cannot change a
+ * bit. Only the AVX2/FMA build exists; callers check rt_cpu_has_avx2_fma() first. */
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define RT_GEMM_KC 256
+#define RT_GEMM_MB 96
+
+size_t rt_gemm_packed_floats(size_t N, size_t K) { return (N + 15) / 16 * 16 * K; }
+
+void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw) {
+    size_t panels = (N + 15) / 16;
+    for (size_t p = 0; p < panels; p++) {
+        float *d = dst + p * 16 * K;
+        for (size_t j = 0; j < 16; j++) {
+            size_t n = p * 16 + j;
+            if (n < N) { const float *wr = w + n * ldw; for (size_t k = 0; k < K; k++) d[k * 16 + j] = wr[k]; }
+            else       { for (size_t k = 0; k < K; k++) d[k * 16 + j] = 0.0f; }
+        }
+    }
+}
+
+/* exp_inl, erf_inl and the GELU of rt_gelu_fwd on 8 lanes (the same formulas and constants). */
+__attribute__((target("avx2,fma")))
+static inline __m256 exp8(__m256 x) {
+    __m256 under = _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-86.0f), _CMP_LT_OQ));
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-86.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500E-4f), r, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_add_ps(_mm256_fmadd_ps(y, z, r), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), under);
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 gelu8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 u = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    __m256 sign = _mm256_and_ps(u, _mm256_set1_ps(-0.0f));
+    __m256 au = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), au, one));
+    __m256 poly = _mm256_fmadd_ps(_mm256_set1_ps(1.061405429f), t, _mm256_set1_ps(-1.453152027f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
+    poly = _mm256_mul_ps(poly, t);
+    __m256 far = _mm256_or_ps(_mm256_fnmadd_ps(poly, exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(au, au))), one), sign);
+    __m256 z = _mm256_mul_ps(u, u);
+    __m256 s = _mm256_set1_ps(-1.0f / 39916800.0f / 23.0f);
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 3628800.0f / 21.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 362880.0f / 19.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 40320.0f / 17.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 5040.0f / 15.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 720.0f / 13.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 120.0f / 11.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 24.0f / 9.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 6.0f / 7.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 2.0f / 5.0f));
+    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 3.0f));
+    s = _mm256_fmadd_ps(s, z, one);
+    __m256 near = _mm256_mul_ps(_mm256_mul_ps(u, _mm256_set1_ps(1.1283791671f)), s);
+    __m256 erf = _mm256_blendv_ps(far, near, _mm256_cmp_ps(au, one, _CMP_LT_OQ));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, erf));
+}
+
+__attribute__((target("avx2,fma")))
+static void gelu_row(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_inl(x[i] * 0.70710678118654752f));
+}
+
+/* One 6x16 tile over k in [0, kc): a = the tile's packed rows (6 floats per k, rows past the
+ * matrix are zeros), b = the panel (16 floats per k), both already at the block's first k.
+ * init: 1 = start from bias16, 0 = resume from c; act 1: GELU on the sums before the store.
+ * rows/cols < 6/16 go through a local tile so nothing outside C is touched (the padded rows of
+ * a are zeros, and each row's chain is the same as in a full tile). */
+__attribute__((target("avx2,fma")))
+static void gemm_tile(size_t kc, const float *a, const float *b, float *c, size_t ldc,
+                      int init, const float *bias16, int rows, int cols, int act) {
+    float tmp[6 * 16];
+    float *dst = c; size_t ld = ldc;
+    int partial = rows < 6 || cols < 16;
+    if (partial) {
+        dst = tmp; ld = 16;
+        if (!init) for (int r = 0; r < rows; r++) for (int j = 0; j < cols; j++) tmp[r * 16 + j] = c[r * ldc + j];
+    }
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (init) {
+        c00 = _mm256_loadu_ps(bias16); c01 = _mm256_loadu_ps(bias16 + 8);
+        c10 = c00; c11 = c01; c20 = c00; c21 = c01; c30 = c00; c31 = c01; c40 = c00; c41 = c01; c50 = c00; c51 = c01;
+    } else {
+        c00 = _mm256_loadu_ps(dst + 0 * ld); c01 = _mm256_loadu_ps(dst + 0 * ld + 8);
+        c10 = _mm256_loadu_ps(dst + 1 * ld); c11 = _mm256_loadu_ps(dst + 1 * ld + 8);
+        c20 = _mm256_loadu_ps(dst + 2 * ld); c21 = _mm256_loadu_ps(dst + 2 * ld + 8);
+        c30 = _mm256_loadu_ps(dst + 3 * ld); c31 = _mm256_loadu_ps(dst + 3 * ld + 8);
+        c40 = _mm256_loadu_ps(dst + 4 * ld); c41 = _mm256_loadu_ps(dst + 4 * ld + 8);
+        c50 = _mm256_loadu_ps(dst + 5 * ld); c51 = _mm256_loadu_ps(dst + 5 * ld + 8);
+    }
+#pragma clang loop unroll_count(4)
+    for (size_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b + 16 * k), b1 = _mm256_load_ps(b + 16 * k + 8), v;
+        const float *ak = a + 6 * k;
+        v = _mm256_broadcast_ss(ak + 0); c00 = _mm256_fmadd_ps(v, b0, c00); c01 = _mm256_fmadd_ps(v, b1, c01);
+        v = _mm256_broadcast_ss(ak + 1); c10 = _mm256_fmadd_ps(v, b0, c10); c11 = _mm256_fmadd_ps(v, b1, c11);
+        v = _mm256_broadcast_ss(ak + 2); c20 = _mm256_fmadd_ps(v, b0, c20); c21 = _mm256_fmadd_ps(v, b1, c21);
+        v = _mm256_broadcast_ss(ak + 3); c30 = _mm256_fmadd_ps(v, b0, c30); c31 = _mm256_fmadd_ps(v, b1, c31);
+        v = _mm256_broadcast_ss(ak + 4); c40 = _mm256_fmadd_ps(v, b0, c40); c41 = _mm256_fmadd_ps(v, b1, c41);
+        v = _mm256_broadcast_ss(ak + 5); c50 = _mm256_fmadd_ps(v, b0, c50); c51 = _mm256_fmadd_ps(v, b1, c51);
+    }
+    if (act == 1) {
+        c00 = gelu8(c00); c01 = gelu8(c01); c10 = gelu8(c10); c11 = gelu8(c11);
+        c20 = gelu8(c20); c21 = gelu8(c21); c30 = gelu8(c30); c31 = gelu8(c31);
+        c40 = gelu8(c40); c41 = gelu8(c41); c50 = gelu8(c50); c51 = gelu8(c51);
+    }
+    _mm256_storeu_ps(dst + 0 * ld, c00); _mm256_storeu_ps(dst + 0 * ld + 8, c01);
+    _mm256_storeu_ps(dst + 1 * ld, c10); _mm256_storeu_ps(dst + 1 * ld + 8, c11);
+    _mm256_storeu_ps(dst + 2 * ld, c20); _mm256_storeu_ps(dst + 2 * ld + 8, c21);
+    _mm256_storeu_ps(dst + 3 * ld, c30); _mm256_storeu_ps(dst + 3 * ld + 8, c31);
+    _mm256_storeu_ps(dst + 4 * ld, c40); _mm256_storeu_ps(dst + 4 * ld + 8, c41);
+    _mm256_storeu_ps(dst + 5 * ld, c50); _mm256_storeu_ps(dst + 5 * ld + 8, c51);
+    if (partial) for (int r = 0; r < rows; r++) for (int j = 0; j < cols; j++) c[r * ldc + j] = tmp[r * 16 + j];
+}
+
+/* Rows [r0, r1) (at most RT_GEMM_MB) x columns [k0, k0+kc) of X, as tiles of 6 rows, k-major
+ * inside a tile (6 floats per k); a last short tile is zero-padded. */
+static void pack_rows(float *dst, const float *X, size_t ldx, size_t r0, size_t r1, size_t k0, size_t kc) {
+    for (size_t t = r0; t < r1; t += 6) {
+        float *d = dst + (t - r0) * kc;
+        size_t rows = r1 - t < 6 ? r1 - t : 6;
+        if (rows == 6) {
+            const float *x0 = X + t * ldx + k0, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx, *x4 = x3 + ldx, *x5 = x4 + ldx;
+            for (size_t k = 0; k < kc; k++) {
+                d[6 * k] = x0[k]; d[6 * k + 1] = x1[k]; d[6 * k + 2] = x2[k];
+                d[6 * k + 3] = x3[k]; d[6 * k + 4] = x4[k]; d[6 * k + 5] = x5[k];
+            }
+        } else {
+            for (size_t i = 0; i < 6; i++) {
+                if (i < rows) { const float *x = X + (t + i) * ldx + k0; for (size_t k = 0; k < kc; k++) d[k * 6 + i] = x[k]; }
+                else          { for (size_t k = 0; k < kc; k++) d[k * 6 + i] = 0.0f; }
+            }
+        }
+    }
+}
+
+void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const float *Wp, const float *bias,
+                    size_t N, size_t K, size_t m0, size_t m1, size_t p0, size_t p1, int act) {
+    size_t panels = (N + 15) / 16;
+    if (p1 > panels) p1 = panels;
+    if (m0 >= m1 || p0 >= p1) return;
+    if (K == 0) {  /* empty sum: bias (or 0), then the activation */
+        size_t n0 = p0 * 16, n1 = p1 * 16 < N ? p1 * 16 : N;
+        for (size_t m = m0; m < m1; m++) {
+            for (size_t n = n0; n < n1; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
+            if (act == 1) gelu_row(C + m * ldc + n0, n1 - n0);
+        }
+        return;
+    }
+    /* The packed rows of one block: 96 x 256 floats (96 KiB, L2-resident), one per thread. */
+    static __thread float *abuf;
+    if (!abuf) {
+        abuf = aligned_alloc(64, sizeof(float) * RT_GEMM_MB * RT_GEMM_KC);
+        if (!abuf) abort();
+    }
+    float bias16[16];
+    for (size_t mb = m0; mb < m1; mb += RT_GEMM_MB) {
+        size_t me = mb + RT_GEMM_MB < m1 ? mb + RT_GEMM_MB : m1;
+        for (size_t k0 = 0; k0 < K; k0 += RT_GEMM_KC) {
+            size_t kc = K - k0 < RT_GEMM_KC ? K - k0 : RT_GEMM_KC;
+            int first = k0 == 0, last = k0 + kc == K;
+            pack_rows(abuf, X, ldx, mb, me, k0, kc);
+            for (size_t p = p0; p < p1; p++) {
+                int cols = N - p * 16 < 16 ? (int)(N - p * 16) : 16;
+                if (first) for (int j = 0; j < 16; j++) bias16[j] = bias && j < cols ? bias[p * 16 + j] : 0.0f;
+                const float *b = Wp + p * 16 * K + k0 * 16;
+                for (size_t r = mb; r < me; r += 6) {
+                    int rows = me - r < 6 ? (int)(me - r) : 6;
+                    float *c = C + r * ldc + p * 16;
+                    const float *a = abuf + (r - mb) * kc;
+                    gemm_tile(kc, a, b, c, ldc, first, bias16, rows, cols, last ? act : 0);
+                }
+            }
+        }
+    }
+}
+#else
+size_t rt_gemm_packed_floats(size_t N, size_t K) { return (N + 15) / 16 * 16 * K; }
+void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw) { (void)dst; (void)w; (void)N; (void)K; (void)ldw; }
+void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const float *Wp, const float *bias,
+                    size_t N, size_t K, size_t m0, size_t m1, size_t p0, size_t p1, int act) {
+    (void)C; (void)ldc; (void)X; (void)ldx; (void)Wp; (void)bias; (void)N; (void)K; (void)m0; (void)m1; (void)p0; (void)p1; (void)act;
+}
+#endif

@@ -91,6 +91,8 @@ public final class CodecModel: @unchecked Sendable {
             throw CodecError.model("\(path): \(error)")
         }
         fingerprint = try CodecModel.fingerprint(of: file)
+        // Loaded for coding only: the weights never change, so every product takes a pack.
+        encoder.packForInference(); adapter.packForInference(); decoder.packForInference()
     }
 
     /// FNV-1a 64 over, in key order, every tensor under the decode prefixes (name, dtype, shape,

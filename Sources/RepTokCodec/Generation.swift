@@ -38,6 +38,7 @@ public final class GeneratorModel: @unchecked Sendable {
             }
             mean = m.array; std = s[0]
         } catch let e as CodecError { throw e } catch { throw CodecError.model("\(path): \(error)") }
+        generator.packForInference()  // loaded for sampling only: its weights never change
         codecModel = fp
     }
 

@@ -97,6 +97,7 @@ public final class EncoderLayer: Module {
     public var parameters: [Parameter] {
         norm1.parameters + attn.parameters + [ls1] + norm2.parameters + mlp.parameters + [ls2]
     }
+    func packForInference() { attn.packForInference(); mlp.packForInference() }
 
     func forward(_ h: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
         let a = attn.forward(norm1.forward(h, cache: cache), B: B, T: T, cache: cache)
@@ -151,6 +152,12 @@ public final class Dinov2Encoder: Module {
     public var parameters: [Parameter] {
         [clsToken, maskToken] + (registerTokens.map { [$0] } ?? []) + [positionEmbeddings]
             + patchEmbed.parameters + layers.flatMap { $0.parameters } + norm.parameters
+    }
+
+    /// Packs every product's weight for inference (see `FlowDecoder.packForInference`).
+    public func packForInference() {
+        patchEmbed.packForInference()
+        for l in layers { l.packForInference() }
     }
 
     /// ViT-style init: truncated normal(0.02) for weights and embeddings, zero biases, unit norms,

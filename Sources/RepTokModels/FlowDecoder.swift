@@ -136,6 +136,7 @@ final class DecoderBlock: Module {
     }
 
     var parameters: [Parameter] { ada.parameters + attn.parameters + mlp.parameters }
+    func packForInference() { ada.packForInference(); attn.packForInference(); mlp.packForInference() }
 
     /// h: [B*T, W], cs = silu(c): [B, W]. Returns the new h.
     func forward(_ h: Tensor, _ cs: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
@@ -217,6 +218,15 @@ public final class FlowDecoder: Module {
         patchEmbed.parameters + latentEmbed.parameters + tFc1.parameters + tFc2.parameters
             + blocks.flatMap { $0.parameters } + finalAda.parameters + finalLinear.parameters
             + (latentSkip?.parameters ?? [])
+    }
+
+    /// Packs every product's weight for inference (`Linear.packForInference`): call once the
+    /// weights are final, as a codec model does after loading. Training forwards drop the packs.
+    public func packForInference() {
+        for l in [patchEmbed, latentEmbed, tFc1, tFc2, finalAda, finalLinear] + (latentSkip.map { [$0] } ?? []) {
+            l.packForInference()
+        }
+        for b in blocks { b.packForInference() }
     }
 
     /// Xavier-uniform weights, zero biases, zero adaLN and output layers (adaLN-Zero).

@@ -10,6 +10,7 @@ public final class TokenAdapter: Module {
     public init(dim: Int) { proj = Linear("proj", dim, dim) }
 
     public var parameters: [Parameter] { proj.parameters }
+    public func packForInference() { proj.packForInference() }
 
     public func forward(_ c: Tensor, cache: Bool = false) -> Tensor {
         Ops.add(c, proj.forward(c, cache: cache))

@@ -73,6 +73,7 @@ final class GeneratorBlock: Module {
     }
 
     var parameters: [Parameter] { ada.parameters + mlp.parameters }
+    func packForInference() { ada.packForInference(); mlp.packForInference() }
 
     func forward(_ h: Tensor, _ cs: Tensor, B: Int, cache: Bool) -> Tensor {
         let mod = ada.forward(cs, cache: cache)
@@ -129,6 +130,12 @@ public final class TokenGenerator: Module {
     public var parameters: [Parameter] {
         inProj.parameters + tFc1.parameters + tFc2.parameters + [classEmbed]
             + blocks.flatMap { $0.parameters } + finalAda.parameters + finalLinear.parameters
+    }
+
+    /// Packs every product's weight for inference (see `FlowDecoder.packForInference`).
+    public func packForInference() {
+        for l in [inProj, tFc1, tFc2, finalAda, finalLinear] { l.packForInference() }
+        for b in blocks { b.packForInference() }
     }
 
     /// Xavier weights, zero biases, N(0, 0.02) time and class embeddings, zero adaLN and output

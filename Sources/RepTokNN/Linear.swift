@@ -6,6 +6,8 @@ public final class Linear: Module {
     public let bias: Parameter?
     public let inFeatures: Int, outFeatures: Int
     private var input: Tensor?
+    /// The inference pack of the weight (`packForInference`); nil: products go through OpenBLAS.
+    private var pack: PackedWeight?
 
     /// `weightShape` stores the weight with a different (same-count) shape, e.g. a patch
     /// embedding kept as the Conv2d kernel [out, ch, p, p] for checkpoint compatibility.
@@ -20,11 +22,36 @@ public final class Linear: Module {
 
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
 
-    /// x: [..., in] -> [rows, out]. Keeps x for backward when `cache` is true.
+    /// x: [..., in] -> [rows, out]. Keeps x for backward when `cache` is true (training: the
+    /// pack, if any, is dropped, since the weight is about to change).
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        if cache { input = x }   // inference touches no state: concurrent forwards are safe
-        return Ops.linear(x, weight.value, bias?.value)
+        if cache { input = x; pack = nil }   // inference touches no state: concurrent forwards are safe
+        return product(x, inference: !cache)
     }
+
+    /// x W^T + b, then `activation`, keeping no state. `inference`: through the pack when there
+    /// is one (a training step must pass false: its weights are not the pack's).
+    public func product(_ x: Tensor, inference: Bool, activation: Ops.Activation = .none) -> Tensor {
+        if inference, let p = pack { return Ops.linear(x, packed: p, bias?.value, activation: activation) }
+        let y = Ops.linear(x, weight.value, bias?.value)
+        switch activation {
+        case .none: return y
+        case .gelu: return Ops.gelu(y)
+        }
+    }
+
+    /// Strided form of `product` (no activation): rows of stride `ldy`.
+    public func product(into y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, n: Int, inference: Bool) {
+        if inference, let p = pack { Ops.linear(into: y, ldy: ldy, x, n: n, packed: p, bias?.value) }
+        else { Ops.linear(into: y, ldy: ldy, x, n: n, weight.value, bias?.value) }
+    }
+
+    /// Packs the weight for inference products (`PackedWeight`): a snapshot, so call it once the
+    /// weights are final (models loaded for decoding); a training forward drops it. No-op on CPUs
+    /// without AVX2/FMA.
+    public func packForInference() { pack = PackedWeight(weight.value) }
+    public func dropPack() { pack = nil }
+    public var isPacked: Bool { pack != nil }
 
     /// Accumulates parameter gradients; returns dx (nil when `needInput` is false).
     @discardableResult

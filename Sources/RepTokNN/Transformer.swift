@@ -37,16 +37,21 @@ public final class SelfAttention: Module {
         (qkv.map { $0.parameters } ?? [q!, k!, v!].flatMap { $0.parameters }) + proj.parameters
     }
 
+    /// Every product layer (for `packForInference`).
+    public var linears: [Linear] { (qkv.map { [$0] } ?? [q!, k!, v!]) + [proj] }
+    public func packForInference() { for l in linears { l.packForInference() } }
+
     /// x: [B*T, D] -> [B*T, D]
     public func forward(_ x: Tensor, B: Int, T: Int, cache: Bool = true) -> Tensor {
         let n = B * T
         let buf: Tensor
+        if cache { for l in linears { l.dropPack() } }
         if let qkv = qkv {
-            buf = qkv.forward(x, cache: false)
+            buf = qkv.product(x, inference: !cache)
         } else {
             buf = Tensor(uninitialized: [n, 3 * dim])
             for (j, l) in [q!, k!, v!].enumerated() {
-                Ops.linear(into: buf.data + j * dim, ldy: 3 * dim, x.data, n: n, l.weight.value, l.bias?.value)
+                l.product(into: buf.data + j * dim, ldy: 3 * dim, x.data, n: n, inference: !cache)
             }
         }
         let (o, c) = Attention.forward(buf, B: B, T: T, heads: heads, keepProbs: cache)
@@ -86,12 +91,15 @@ public final class MLP: Module {
     }
 
     public var parameters: [Parameter] { fc1.parameters + fc2.parameters }
+    public func packForInference() { fc1.packForInference(); fc2.packForInference() }
 
     public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        let h = fc1.forward(x, cache: cache)
-        let a = Ops.gelu(h)
-        if cache { pre = h }
-        return fc2.forward(a, cache: cache)
+        if !cache {  // inference: GELU fused into the first product (in cache, no pre-activation kept)
+            return fc2.forward(fc1.product(x, inference: true, activation: .gelu), cache: false)
+        }
+        let h = fc1.forward(x, cache: true)
+        pre = h
+        return fc2.forward(Ops.gelu(h), cache: true)
     }
 
     public func backward(_ dy: Tensor, needInput: Bool = true) -> Tensor? {

@@ -27,6 +27,10 @@ struct RTBench: ParsableCommand {
     @Option(name: .long, help: "Batch size for --profile-forward.") var profileBatch = 1
     @Flag(name: .long, help: "Time the decoder block's operations one by one (batch --profile-batch).")
     var opProfile = false
+    @Flag(name: .long, help: "Forwards through OpenBLAS, without the inference weight packs the codec uses.")
+    var noPack = false
+    @Flag(name: .long, help: "Time decoder forwards with and without weight packs, interleaved (median and fastest).")
+    var comparePack = false
 
     func median(_ f: () -> Void) -> Double {
         f()  // warm-up
@@ -56,6 +60,10 @@ struct RTBench: ParsableCommand {
                                 to: path)
         }
         let philox = Philox4x32(seed: 7)
+        // As a codec model does after loading: pack the weights once for inference products.
+        let packStart = DispatchTime.now().uptimeNanoseconds
+        if !noPack { decoder.packForInference() }
+        let packSeconds = Double(DispatchTime.now().uptimeNanoseconds - packStart) / 1e9
         if opProfile {
             let B = profileBatch, T = dcfg.tokens, W = width, M = B * T
             let x = philox.gaussian([M, W]), h4 = philox.gaussian([M, 4 * W], stream: 2)
@@ -70,17 +78,51 @@ struct RTBench: ParsableCommand {
                 total += s
                 print(String(format: "%-24@ %8.3f ms", name as NSString, s))
             }
-            op("qkv linear") { _ = Ops.linear(x, wq, bq) }
-            op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
-            op("proj linear") { _ = Ops.linear(x, wp, bw) }
-            op("fc1 linear") { _ = Ops.linear(x, w1, b1) }
-            op("gelu") { _ = Ops.gelu(h4) }
-            op("fc2 linear") { _ = Ops.linear(h4, w2, bw) }
+            if noPack {
+                op("qkv linear") { _ = Ops.linear(x, wq, bq) }
+                op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
+                op("proj linear") { _ = Ops.linear(x, wp, bw) }
+                op("fc1 linear") { _ = Ops.linear(x, w1, b1) }
+                op("gelu") { _ = Ops.gelu(h4) }
+                op("fc2 linear") { _ = Ops.linear(h4, w2, bw) }
+            } else {
+                let pq = PackedWeight(wq)!, pp = PackedWeight(wp)!, p1 = PackedWeight(w1)!, p2 = PackedWeight(w2)!
+                op("qkv linear (packed)") { _ = Ops.linear(x, packed: pq, bq) }
+                op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
+                op("proj linear (packed)") { _ = Ops.linear(x, packed: pp, bw) }
+                op("fc1 linear+gelu (packed)") { _ = Ops.linear(x, packed: p1, b1, activation: .gelu) }
+                op("fc2 linear (packed)") { _ = Ops.linear(h4, packed: p2, bw) }
+            }
             op("2x layernorm") { _ = Ops.layerNorm(x, nil, nil, eps: 1e-6); _ = Ops.layerNorm(x, nil, nil, eps: 1e-6) }
             op("2x modulate") { _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W); _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W) }
             op("2x gateAdd") { Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0); Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0) }
             op("clone") { _ = x.clone() }
             print(String(format: "sum per block %.3f ms, x %d blocks = %.2f ms", total, depth, total * Double(depth)))
+            return
+        }
+        if comparePack {
+            // Interleaved, so that both paths see the same noise of a shared machine.
+            guard PackedWeight.isSupported else { throw ValidationError("--compare-pack: this CPU has no AVX2/FMA, so no weight packs") }
+            decoder.packForInference()
+            for B in [1, 8] {
+                let x = philox.gaussian([B, 3, size, size]), z = philox.gaussian([B, enc.hiddenSize], stream: 1)
+                let t = [Float](repeating: 0.5, count: B)
+                var tp = [Double](), tu = [Double]()
+                let plain = FlowDecoder(dcfg)
+                for (a, b) in zip(plain.parameters, decoder.parameters) { a.value.copy(from: b.value) }
+                _ = decoder.forward(x, t: t, z: z); _ = plain.forward(x, t: t, z: z)  // warm-up
+                for _ in 0..<max(runs, 5) * (B == 1 ? 5 : 1) {
+                    var t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = decoder.forward(x, t: t, z: z)
+                    tp.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = plain.forward(x, t: t, z: z)
+                    tu.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                }
+                tp.sort(); tu.sort()
+                print(String(format: "decoder forward, batch %d: weight packs %.2f ms (fastest %.2f), OpenBLAS %.2f ms (fastest %.2f): %.2fx",
+                             B, tp[tp.count / 2], tp[0], tu[tu.count / 2], tu[0], tu[tu.count / 2] / tp[tp.count / 2]))
+            }
             return
         }
         if let n = profileForward {
@@ -115,7 +157,8 @@ struct RTBench: ParsableCommand {
             }
             return flops * Double(depth) / sec / 1e9
         }()
-        // training step: encoder (cls tuned) + adapter + decoder, batch 8
+        let decoderPacked = !noPack && PackedWeight.isSupported
+        // training step: encoder (cls tuned) + adapter + decoder, batch 8 (its forward drops the packs)
         let encoder = Dinov2Encoder(enc)
         encoder.initialize(seed: 3)
         let model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: enc.hiddenSize), decoder: decoder)
@@ -134,13 +177,15 @@ struct RTBench: ParsableCommand {
 
         if json {
             var out: [String: Any] = ["threads": Engine.threads, "sgemm_gflops_decoder_shapes": gemmRate,
-                                      "avx2_fma": CPU.hasAVX2FMA]
+                                      "avx2_fma": CPU.hasAVX2FMA, "packed": decoderPacked, "pack_seconds": packSeconds]
             out["rows"] = rows.map { ["name": $0.0, "seconds": $0.1, "gflops": $0.2 / $0.1] }
             let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("rtbench: decoder width \(width) depth \(depth) heads \(heads), \(dcfg.tokens) tokens; \(Engine.threads) threads; AVX2/FMA kernels: \(CPU.hasAVX2FMA)")
             print(String(format: "sgemm on the decoder's shapes: %.1f GFLOP/s", gemmRate))
+            print(decoderPacked ? String(format: "forwards with inference weight packs (packed once in %.1f ms)", packSeconds * 1e3)
+                                : "forwards through OpenBLAS (no weight packs)")
             for (name, s, gf) in rows {
                 print(String(format: "%-28@ %9.2f ms  %7.1f GFLOP/s  %5.1f%% of sgemm", name as NSString, s * 1e3, gf / s, 100 * gf / s / gemmRate))
             }

@@ -69,6 +69,11 @@ final class ConformanceTests: XCTestCase {
             assertClose(tk, try t(f, "out.token_" + s), 1e-4, "\(name) token_\(s)")
             assertClose(hd, try t(f, "out.hidden_" + s), 1e-4, "\(name) hidden_\(s)")
         }
+        // The codec's inference path: every product through a weight pack.
+        enc.packForInference()
+        let (ptok, phid) = enc.forward(try t(f, "in.pixels"))
+        assertClose(ptok, try t(f, "out.token"), 1e-4, "\(name) token, packed weights")
+        assertClose(phid, try t(f, "out.hidden"), 1e-4, "\(name) hidden, packed weights")
     }
 
     func testEncoderMatchesReference() throws { try checkEncoder("encoder") }
@@ -120,6 +125,10 @@ final class ConformanceTests: XCTestCase {
         let o2 = dec.forward(xt, t: ts, z: z)
         assertClose(o2, try t(f, "out.out_t_small"), 1e-4, "\(name) out t_small")
         assertClose(dec.velocity(xt, t: ts, out: o2), try t(f, "out.v_t_small"), 1e-4, "\(name) v t_small")
+        // The codec's inference path: every product through a weight pack (GELU fused).
+        dec.packForInference()
+        assertClose(dec.forward(xt, t: tv, z: z), try t(f, "out.out"), 1e-4, "\(name) out, packed weights")
+        assertClose(dec.forward(xt, t: ts, z: z), try t(f, "out.out_t_small"), 1e-4, "\(name) out t_small, packed weights")
     }
 
     func testDecoderXPredictionMatchesReference() throws { try checkDecoder("decoder") }

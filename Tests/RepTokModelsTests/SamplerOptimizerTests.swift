@@ -74,6 +74,35 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(a, b)
         XCTAssertEqual(b, c)
         XCTAssertFalse(a.contains { !$0.isFinite })
+        // The same with the inference weight packs the codec uses.
+        dec.packForInference()
+        let pa = run(1), pb = run(2)
+        XCTAssertEqual(pa, pb, "packed: 1 vs 2 threads")
+        XCTAssertNotEqual(pa, [Float](repeating: 0, count: pa.count))
+        var d = 0.0, n = 0.0
+        for i in a.indices { d += Double((pa[i] - a[i]) * (pa[i] - a[i])); n += Double(a[i] * a[i]) }
+        XCTAssertLessThan((d / n).squareRoot(), 1e-5, "packed vs OpenBLAS products")
+    }
+
+    /// Packs are snapshots for inference: a training forward drops them, so a model that trains
+    /// after being packed never computes with stale weights.
+    func testTrainingForwardDropsWeightPacks() throws {
+        try XCTSkipUnless(PackedWeight.isSupported, "no AVX2/FMA")
+        let cfg = DecoderConfig(imageSize: 16, patchSize: 4, width: 32, depth: 1, numHeads: 2, tokenDim: 8, freqDim: 16)
+        let dec = FlowDecoder(cfg)
+        dec.initialize(seed: 3)
+        var rng = InitRNG(seed: 4)
+        for p in dec.parameters { rng.fillNormal(p.value, std: 0.1) }
+        let x = Philox4x32(seed: 2).gaussian([2, 3, 16, 16]), z = Philox4x32(seed: 3).gaussian([2, 8])
+        let start = PackedWeight.bytes
+        dec.packForInference()
+        XCTAssertGreaterThan(PackedWeight.bytes, start)
+        let packed = dec.forward(x, t: [0.3, 0.7], z: z)
+        _ = dec.forward(x, t: [0.3, 0.7], z: z, cache: true)
+        XCTAssertEqual(PackedWeight.bytes, start, "a training forward frees every pack")
+        for p in dec.parameters where p.key.hasSuffix(".weight") { p.value.data[0] += 0.5 }
+        let after = dec.forward(x, t: [0.3, 0.7], z: z), before = packed.array
+        XCTAssertNotEqual(after.array, before, "the changed weights are used")
     }
 }
 

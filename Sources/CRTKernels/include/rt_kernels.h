@@ -94,6 +94,18 @@ void rt_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 float rt_expf(float x);
 float rt_erff(float x);
 
+/* Products against a pre-packed weight (the inference path of linear layers; AVX2/FMA only:
+ * call only when rt_cpu_has_avx2_fma() is 1; other builds leave C untouched).
+ * rt_gemm_pack: W [N, K] (row stride ldw) -> rt_gemm_packed_floats(N, K) floats at dst, which must
+ * be 32-byte aligned. rt_gemm_packed: C[m, n] = act(bias[n] + sum_k X[m, k] W[n, k]) for rows
+ * [m0, m1) and the output columns of panels [p0, p1) (panel p = columns 16p .. 16p+15); bias may
+ * be NULL; act 0 = none, 1 = GELU (erf). Each element's result is the same whatever row and panel
+ * ranges the calls cover, so callers may split either across threads. */
+size_t rt_gemm_packed_floats(size_t N, size_t K);
+void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw);
+void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const float *Wp, const float *bias,
+                    size_t N, size_t K, size_t m0, size_t m1, size_t p0, size_t p1, int act);
+
 #ifdef __cplusplus
 }
 #endif
