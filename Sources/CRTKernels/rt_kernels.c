@@ -415,7 +415,7 @@ void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw) {
     }
 }
 
-/* exp_inl, erf_inl and the GELU of rt_gelu_fwd on 8 lanes (the same formulas and constants). */
+/* exp_inl on 8 lanes (the same formula and constants). */
 __attribute__((target("avx2,fma")))
 static inline __m256 exp8(__m256 x) {
     __m256 under = _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-86.0f), _CMP_LT_OQ));
@@ -434,40 +434,37 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), under);
 }
 
+/* GELU(x) = x/2 (1 + erf(x / sqrt 2)) with erf from Abramowitz & Stegun 7.1.26 on the whole
+ * line (|error| <= 1.5e-7, which rt_gelu_fwd uses for |x / sqrt 2| >= 1; it switches to a series
+ * below). 1 + erf(u) is formed without cancellation: q = t P(t) exp(-u^2) is erfc(|u|), so
+ * 1 + erf(u) = 2 - q for u >= 0 and q for u < 0. The reciprocal is rcp plus one Newton step. */
 __attribute__((target("avx2,fma")))
 static inline __m256 gelu8(__m256 x) {
     const __m256 one = _mm256_set1_ps(1.0f);
     __m256 u = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
-    __m256 sign = _mm256_and_ps(u, _mm256_set1_ps(-0.0f));
     __m256 au = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), au, one));
+    __m256 d = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), au, one);
+    __m256 t = _mm256_rcp_ps(d);
+    t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0f)));
     __m256 poly = _mm256_fmadd_ps(_mm256_set1_ps(1.061405429f), t, _mm256_set1_ps(-1.453152027f));
     poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
     poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
     poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
     poly = _mm256_mul_ps(poly, t);
-    __m256 far = _mm256_or_ps(_mm256_fnmadd_ps(poly, exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(au, au))), one), sign);
-    __m256 z = _mm256_mul_ps(u, u);
-    __m256 s = _mm256_set1_ps(-1.0f / 39916800.0f / 23.0f);
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 3628800.0f / 21.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 362880.0f / 19.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 40320.0f / 17.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 5040.0f / 15.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 720.0f / 13.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 120.0f / 11.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 24.0f / 9.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 6.0f / 7.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(1.0f / 2.0f / 5.0f));
-    s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.0f / 3.0f));
-    s = _mm256_fmadd_ps(s, z, one);
-    __m256 near = _mm256_mul_ps(_mm256_mul_ps(u, _mm256_set1_ps(1.1283791671f)), s);
-    __m256 erf = _mm256_blendv_ps(far, near, _mm256_cmp_ps(au, one, _CMP_LT_OQ));
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, erf));
+    __m256 q = _mm256_mul_ps(poly, exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), au), au)));
+    __m256 onePlusErf = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), q), q, u);  /* sign bit of u picks q */
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), onePlusErf);
 }
 
 __attribute__((target("avx2,fma")))
-static void gelu_row(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_inl(x[i] * 0.70710678118654752f));
+static void gelu_row(float *x, size_t n) {  /* gelu8 on a row of any length (the K = 0 case) */
+    for (size_t i = 0; i < n; i += 8) {
+        float t[8] = {0};
+        size_t m = n - i < 8 ? n - i : 8;
+        for (size_t j = 0; j < m; j++) t[j] = x[i + j];
+        _mm256_storeu_ps(t, gelu8(_mm256_loadu_ps(t)));
+        for (size_t j = 0; j < m; j++) x[i + j] = t[j];
+    }
 }
 
 /* One 6x16 tile over k in [0, kc): a = the tile's packed rows (6 floats per k, rows past the
@@ -508,17 +505,17 @@ static void gemm_tile(size_t kc, const float *a, const float *b, float *c, size_
         v = _mm256_broadcast_ss(ak + 4); c40 = _mm256_fmadd_ps(v, b0, c40); c41 = _mm256_fmadd_ps(v, b1, c41);
         v = _mm256_broadcast_ss(ak + 5); c50 = _mm256_fmadd_ps(v, b0, c50); c51 = _mm256_fmadd_ps(v, b1, c51);
     }
-    if (act == 1) {
-        c00 = gelu8(c00); c01 = gelu8(c01); c10 = gelu8(c10); c11 = gelu8(c11);
-        c20 = gelu8(c20); c21 = gelu8(c21); c30 = gelu8(c30); c31 = gelu8(c31);
-        c40 = gelu8(c40); c41 = gelu8(c41); c50 = gelu8(c50); c51 = gelu8(c51);
-    }
     _mm256_storeu_ps(dst + 0 * ld, c00); _mm256_storeu_ps(dst + 0 * ld + 8, c01);
     _mm256_storeu_ps(dst + 1 * ld, c10); _mm256_storeu_ps(dst + 1 * ld + 8, c11);
     _mm256_storeu_ps(dst + 2 * ld, c20); _mm256_storeu_ps(dst + 2 * ld + 8, c21);
     _mm256_storeu_ps(dst + 3 * ld, c30); _mm256_storeu_ps(dst + 3 * ld + 8, c31);
     _mm256_storeu_ps(dst + 4 * ld, c40); _mm256_storeu_ps(dst + 4 * ld + 8, c41);
     _mm256_storeu_ps(dst + 5 * ld, c50); _mm256_storeu_ps(dst + 5 * ld + 8, c51);
+    if (act == 1)  /* from L1, after the stores: applied to the 12 live sums it would spill them */
+        for (int r = 0; r < 6; r++) {
+            _mm256_storeu_ps(dst + r * ld, gelu8(_mm256_loadu_ps(dst + r * ld)));
+            _mm256_storeu_ps(dst + r * ld + 8, gelu8(_mm256_loadu_ps(dst + r * ld + 8)));
+        }
     if (partial) for (int r = 0; r < rows; r++) for (int j = 0; j < cols; j++) c[r * ldc + j] = tmp[r * 16 + j];
 }
 
@@ -573,10 +570,15 @@ void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const floa
                 int cols = N - p * 16 < 16 ? (int)(N - p * 16) : 16;
                 if (first) for (int j = 0; j < 16; j++) bias16[j] = bias && j < cols ? bias[p * 16 + j] : 0.0f;
                 const float *b = Wp + p * 16 * K + k0 * 16;
+                /* The next panel's slice (kc x 16 floats, kc lines of 64 bytes) is fetched while
+                 * this one's tiles run, spread evenly over them. */
+                const char *next = p + 1 < p1 ? (const char *)(b + 16 * K) : NULL;
+                size_t tiles = (me - mb + 5) / 6, per = (kc + tiles - 1) / tiles, line = 0;
                 for (size_t r = mb; r < me; r += 6) {
                     int rows = me - r < 6 ? (int)(me - r) : 6;
                     float *c = C + r * ldc + p * 16;
                     const float *a = abuf + (r - mb) * kc;
+                    if (next) for (size_t j = 0; j < per && line < kc; j++, line++) __builtin_prefetch(next + 64 * line, 0, 3);
                     gemm_tile(kc, a, b, c, ldc, first, bias16, rows, cols, last ? act : 0);
                 }
             }
