@@ -38,6 +38,19 @@ final class AttentionTests: XCTestCase {
     /// (B, T, heads, head dim): the required B=2, T=5, 2 heads of 4, plus one head and many heads.
     let configs = [(2, 5, 2, 4), (1, 3, 1, 8), (3, 4, 4, 2)]
 
+    /// The inference path (no probabilities kept) on wider shapes: T and the head width not
+    /// multiples of the kernels' tiles, and the decoder's own T = 257, dh = 64.
+    func testInferenceAttentionMatchesReference() {
+        for (B, T, heads, dh) in [(2, 37, 2, 24), (1, 257, 1, 64), (3, 7, 3, 5)] {
+            var rng = SeededRNG(UInt64(7 * T + dh))
+            let qkv = randn([B * T, 3 * heads * dh], &rng)
+            let (out, cache) = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false)
+            XCTAssertNil(cache)
+            let ref = Ref.attention(qkv.f64, B: B, T: T, heads: heads)
+            assertRelErr(out.f64, ref.out, Tol.fwd, "inference attention B=\(B) T=\(T) heads=\(heads) dh=\(dh)")
+        }
+    }
+
     func testAttentionForwardBackward() {
         for (k, (B, T, heads, dh)) in configs.enumerated() {
             var rng = SeededRNG(91 + UInt64(k))

@@ -73,6 +73,9 @@ final class ThreadInvarianceTests: XCTestCase {
             let (out, cache) = Attention.forward(qkv, B: B, T: T, heads: heads)
             return [out, cache!.probs, Attention.backward(dout, qkv, cache!)]
         }
+        assertInvariant("attention, inference path") {
+            [Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false).0]
+        }
     }
 
     func testThreadCountRestored() {
