@@ -403,6 +403,19 @@ void rt_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
 
 size_t rt_gemm_packed_floats(size_t N, size_t K) { return (N + 15) / 16 * 16 * K; }
 
+void rt_gemm_pack_t(float *dst, const float *wt, size_t N, size_t K, size_t ldwt) {
+    size_t panels = (N + 15) / 16;
+    for (size_t p = 0; p < panels; p++) {
+        float *d = dst + p * 16 * K;
+        size_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+        for (size_t k = 0; k < K; k++) {
+            const float *src = wt + k * ldwt + n0;
+            for (size_t j = 0; j < cols; j++) d[k * 16 + j] = src[j];
+            for (size_t j = cols; j < 16; j++) d[k * 16 + j] = 0.0f;
+        }
+    }
+}
+
 void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw) {
     size_t panels = (N + 15) / 16;
     for (size_t p = 0; p < panels; p++) {
@@ -588,6 +601,7 @@ void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const floa
 #else
 size_t rt_gemm_packed_floats(size_t N, size_t K) { return (N + 15) / 16 * 16 * K; }
 void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw) { (void)dst; (void)w; (void)N; (void)K; (void)ldw; }
+void rt_gemm_pack_t(float *dst, const float *wt, size_t N, size_t K, size_t ldwt) { (void)dst; (void)wt; (void)N; (void)K; (void)ldwt; }
 void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const float *Wp, const float *bias,
                     size_t N, size_t K, size_t m0, size_t m1, size_t p0, size_t p1, int act) {
     (void)C; (void)ldc; (void)X; (void)ldx; (void)Wp; (void)bias; (void)N; (void)K; (void)m0; (void)m1; (void)p0; (void)p1; (void)act;

@@ -1,4 +1,5 @@
 import Foundation
+import CRTKernels
 import RepTokNN
 import RepTokTensor
 
@@ -140,6 +141,7 @@ final class DecoderBlock: Module {
 
     /// h: [B*T, W], cs = silu(c): [B, W]. Returns the new h.
     func forward(_ h: Tensor, _ cs: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
+        if !cache && B == 1, let out = forwardRows(h, cs, T: T) { return out }
         let mod = ada.forward(cs, cache: cache)
         let n1 = norm1.forward(h, cache: cache)
         let m1 = Ops.modulate(n1, B: B, mod: mod, shiftAt: 0, scaleAt: W)
@@ -155,6 +157,50 @@ final class DecoderBlock: Module {
         Ops.gateAdd(h2, f, B: B, mod: mod, gateAt: 5 * W)
         if cache { self.mod = mod; self.n1 = n1; self.n2 = n2; self.a = a; self.f = f; self.B = B; self.T = T }
         return h2
+    }
+
+    /// Batch-1 inference with packed weights (a codec decode): the T token rows are cut in two by
+    /// shape, and each half runs the whole block on one thread in two parallel regions: (LN,
+    /// modulate, qkv) and, once every row's K and V exist, (attention for its query rows, proj,
+    /// residual, LN, modulate, MLP, residual). Two synchronizations per block instead of one per
+    /// operation, and no serial elementwise work. Every kernel here gives a row the same bits
+    /// whatever rows it runs with, so the result does not depend on the thread count. nil when a
+    /// product has no pack (the general path then runs). Updates h in place.
+    func forwardRows(_ h: Tensor, _ cs: Tensor, T: Int) -> Tensor? {
+        guard let qkvL = attn.qkvLinear, let pq = qkvL.packedWeight, let pp = attn.proj.packedWeight,
+              let p1 = mlp.fc1.packedWeight, let p2 = mlp.fc2.packedWeight else { return nil }
+        let mod = ada.forward(cs, cache: false)
+        let W = self.W, C3 = 3 * W, F = p1.N, S = 6 * W, md = UnsafePointer(mod.data), heads = attn.heads
+        let (e1, e2) = (norm1.eps, norm2.eps)
+        let qkv = Tensor(uninitialized: [T, C3]), nb = Tensor(uninitialized: [T, W]), mb = Tensor(uninitialized: [T, W])
+        let o = Tensor(uninitialized: [T, W]), a = Tensor(uninitialized: [T, W])
+        let f1 = Tensor(uninitialized: [T, F]), stats = Tensor(uninitialized: [2, T])
+        let half = min(T, (T / 2 + 5) / 6 * 6)
+        let per = (Attention.queryRowsScratch(T: T, dh: W / heads, rows: max(half, T - half)) + 15) / 16 * 16
+        let scratch = Tensor(uninitialized: [2, per])
+        func range(_ c: Int) -> (Int, Int) { c == 0 ? (0, half) : (half, T) }
+        Engine.parallelFor(2) { c in
+            let (r0, r1) = range(c), n = r1 - r0
+            guard n > 0 else { return }
+            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h.data, nil, nil, r0, r1, W, e1)
+            rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md, md + W, S, 1, n, W)
+            Ops.linearOneThread(into: qkv.data + r0 * C3, ldy: C3, mb.data + r0 * W, ldx: W, n: n, packed: pq, qkvL.bias?.value)
+        }
+        Engine.parallelFor(2) { c in
+            let (r0, r1) = range(c), n = r1 - r0
+            guard n > 0 else { return }
+            Attention.queryRows(qkv.data, T: T, heads: heads, width: W, r0: r0, r1: r1, out: o.data, ldo: W,
+                                scratch: scratch.data + c * per)
+            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, o.data + r0 * W, ldx: W, n: n, packed: pp, attn.proj.bias?.value)
+            rt_gate_add_fwd(h.data + r0 * W, a.data + r0 * W, md + 2 * W, S, 1, n, W)
+            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h.data, nil, nil, r0, r1, W, e2)
+            rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md + 3 * W, md + 4 * W, S, 1, n, W)
+            Ops.linearOneThread(into: f1.data + r0 * F, ldy: F, mb.data + r0 * W, ldx: W, n: n, packed: p1,
+                                mlp.fc1.bias?.value, activation: .gelu)
+            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, f1.data + r0 * F, ldx: F, n: n, packed: p2, mlp.fc2.bias?.value)
+            rt_gate_add_fwd(h.data + r0 * W, a.data + r0 * W, md + 5 * W, S, 1, n, W)
+        }
+        return h
     }
 
     /// dh: gradient of the block output. Returns dh for the block input; accumulates into dcs.

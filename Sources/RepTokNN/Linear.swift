@@ -52,6 +52,8 @@ public final class Linear: Module {
     public func packForInference() { pack = PackedWeight(weight.value) }
     public func dropPack() { pack = nil }
     public var isPacked: Bool { pack != nil }
+    /// The inference pack, if any.
+    public var packedWeight: PackedWeight? { pack }
 
     /// Accumulates parameter gradients; returns dx (nil when `needInput` is false).
     @discardableResult

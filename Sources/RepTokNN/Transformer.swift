@@ -37,6 +37,9 @@ public final class SelfAttention: Module {
         (qkv.map { $0.parameters } ?? [q!, k!, v!].flatMap { $0.parameters }) + proj.parameters
     }
 
+    /// The packed-layout qkv projection (nil for the Hugging Face layout).
+    public var qkvLinear: Linear? { qkv }
+
     /// Every product layer (for `packForInference`).
     public var linears: [Linear] { (qkv.map { [$0] } ?? [q!, k!, v!]) + [proj] }
     public func packForInference() { for l in linears { l.packForInference() } }

@@ -34,6 +34,31 @@ public enum Attention {
         return (out, keepProbs ? Cache(probs: probs, B: B, T: T, heads: heads) : nil)
     }
 
+    /// Floats of scratch `queryRows` needs for `rows` query rows of a T-token sequence.
+    public static func queryRowsScratch(T: Int, dh: Int, rows: Int) -> Int {
+        rt_gemm_packed_floats(T, dh) + rt_gemm_packed_floats(dh, T) + (rows * T + 15) / 16 * 16
+    }
+
+    /// Attention output rows [r0, r1) of one sequence (batch 1, no probabilities kept), on the
+    /// calling thread: per head, K and V^T are packed as the weights of the packed-product kernel
+    /// (rt_gemm_packed), so each output element depends only on its own query row and on K, V,
+    /// never on the row range (callers split rows across threads). `scratch`: at least
+    /// `queryRowsScratch(T:dh:rows:)` floats, 64-byte aligned. AVX2/FMA only.
+    public static func queryRows(_ qkv: UnsafePointer<Float>, T: Int, heads: Int, width C: Int, r0: Int, r1: Int,
+                                 out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>) {
+        let C3 = 3 * C, dh = C / heads, n = r1 - r0
+        let scale = 1 / Float(dh).squareRoot()
+        let pk = scratch, pv = pk + rt_gemm_packed_floats(T, dh), p = pv + rt_gemm_packed_floats(dh, T)
+        for h in 0..<heads {
+            let q = qkv + h * dh, k = qkv + C + h * dh, v = qkv + 2 * C + h * dh
+            rt_gemm_pack(pk, k, T, dh, C3)          // "weight" [T keys, dh]
+            rt_gemm_pack_t(pv, v, dh, T, C3)        // "weight" [dh, T keys] = V^T
+            rt_gemm_packed(p, T, q + r0 * C3, C3, pk, nil, T, dh, 0, n, 0, (T + 15) / 16, 0)
+            rt_softmax_rows(p, p, scale, 0, n, T)
+            rt_gemm_packed(out + r0 * ldo + h * dh, ldo, p, T, pv, nil, dh, T, 0, n, 0, (dh + 15) / 16, 0)
+        }
+    }
+
     /// Returns dqkv [B*T, 3C] for dout [B*T, C].
     public static func backward(_ dout: Tensor, _ qkv: Tensor, _ cache: Cache) -> Tensor {
         let (B, T, heads) = (cache.B, cache.T, cache.heads)

@@ -55,6 +55,13 @@ extension Ops {
         return y
     }
 
+    /// One-thread form for callers that already split rows across threads: rows [0, n) of x
+    /// (row stride `ldx`) into y (row stride `ldy`).
+    public static func linearOneThread(into y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
+                                       n: Int, packed w: PackedWeight, _ b: Tensor?, activation: Activation = .none) {
+        rt_gemm_packed(y, ldy, x, ldx, w.data, b?.data, w.N, w.K, 0, n, 0, (w.N + 15) / 16, activation.rawValue)
+    }
+
     /// Strided form: writes rows of stride `ldy` (a column block of a wider output).
     public static func linear(into y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, n: Int,
                               packed w: PackedWeight, _ b: Tensor?, activation: Activation = .none) {

@@ -84,6 +84,36 @@ final class SamplerTests: XCTestCase {
         XCTAssertLessThan((d / n).squareRoot(), 1e-5, "packed vs OpenBLAS products")
     }
 
+    /// A batch-1 inference forward with packs runs each block as two row-parallel regions (packed
+    /// attention per query row): it must match the OpenBLAS path and not depend on threads, on
+    /// sizes where T is not a multiple of the 6-row tiles and the halves differ.
+    func testBatchOneRowParallelBlocksMatchAndAreThreadInvariant() throws {
+        try XCTSkipUnless(PackedWeight.isSupported, "no AVX2/FMA")
+        for (size, patch, width, heads) in [(40, 4, 48, 3), (32, 8, 64, 2)] {   // T = 101, 17
+            let cfg = DecoderConfig(imageSize: size, patchSize: patch, width: width, depth: 2, numHeads: heads,
+                                    tokenDim: 16, freqDim: 32)
+            let plain = FlowDecoder(cfg), packed = FlowDecoder(cfg)
+            plain.initialize(seed: 5)
+            var rng = InitRNG(seed: 11)
+            for p in plain.parameters { rng.fillNormal(p.value, std: 0.08) }
+            for (a, b) in zip(packed.parameters, plain.parameters) { a.value.copy(from: b.value) }
+            packed.packForInference()
+            let x = Philox4x32(seed: 3).gaussian([1, 3, size, size]), z = Philox4x32(seed: 4).gaussian([1, 16])
+            let ref = plain.forward(x, t: [0.4], z: z)
+            func threads(_ k: Int) -> Tensor {
+                let old = Engine.threads
+                Engine.setThreads(k); defer { Engine.setThreads(old) }
+                return packed.forward(x, t: [0.4], z: z)
+            }
+            let one = threads(1), two = threads(2)
+            XCTAssertEqual(one.array, two.array, "T = \(cfg.tokens): 1 vs 2 threads")
+            var d = 0.0, n = 0.0
+            for i in 0..<ref.count { d += Double((one[i] - ref[i]) * (one[i] - ref[i])); n += Double(ref[i] * ref[i]) }
+            XCTAssertGreaterThan(n, 0)
+            XCTAssertLessThan((d / n).squareRoot(), 1e-5, "T = \(cfg.tokens): row-parallel packed vs OpenBLAS path")
+        }
+    }
+
     /// Packs are snapshots for inference: a training forward drops them, so a model that trains
     /// after being packed never computes with stale weights.
     func testTrainingForwardDropsWeightPacks() throws {

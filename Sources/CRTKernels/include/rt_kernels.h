@@ -103,6 +103,8 @@ float rt_erff(float x);
  * ranges the calls cover, so callers may split either across threads. */
 size_t rt_gemm_packed_floats(size_t N, size_t K);
 void rt_gemm_pack(float *dst, const float *w, size_t N, size_t K, size_t ldw);
+/* The same packing from the transposed matrix: W[n, k] = wt[k * ldwt + n] (wt is [K, N]). */
+void rt_gemm_pack_t(float *dst, const float *wt, size_t N, size_t K, size_t ldwt);
 void rt_gemm_packed(float *C, size_t ldc, const float *X, size_t ldx, const float *Wp, const float *bias,
                     size_t N, size_t K, size_t m0, size_t m1, size_t p0, size_t p1, int act);
 
