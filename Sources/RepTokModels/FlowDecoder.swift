@@ -159,46 +159,62 @@ final class DecoderBlock: Module {
         return h2
     }
 
-    /// Batch-1 inference with packed weights (a codec decode): the T token rows are cut in two by
-    /// shape, and each half runs the whole block on one thread in two parallel regions: (LN,
-    /// modulate, qkv) and, once every row's K and V exist, (attention for its query rows, proj,
-    /// residual, LN, modulate, MLP, residual). Two synchronizations per block instead of one per
-    /// operation, and no serial elementwise work. Every kernel here gives a row the same bits
-    /// whatever rows it runs with, so the result does not depend on the thread count. nil when a
-    /// product has no pack (the general path then runs). Updates h in place.
-    func forwardRows(_ h: Tensor, _ cs: Tensor, T: Int) -> Tensor? {
-        guard let qkvL = attn.qkvLinear, let pq = qkvL.packedWeight, let pp = attn.proj.packedWeight,
-              let p1 = mlp.fc1.packedWeight, let p2 = mlp.fc2.packedWeight else { return nil }
-        let mod = ada.forward(cs, cache: false)
-        let W = self.W, C3 = 3 * W, F = p1.N, S = 6 * W, md = UnsafePointer(mod.data), heads = attn.heads
+    /// The packed products of the row-parallel inference path (nil: some product has no pack).
+    struct RowPacks { let qkv: PackedWeight, proj: PackedWeight, fc1: PackedWeight, fc2: PackedWeight }
+    var rowPacks: RowPacks? {
+        guard let q = attn.qkvLinear?.packedWeight, let p = attn.proj.packedWeight,
+              let f1 = mlp.fc1.packedWeight, let f2 = mlp.fc2.packedWeight else { return nil }
+        return RowPacks(qkv: q, proj: p, fc1: f1, fc2: f2)
+    }
+
+    /// Inference of one picture's T token rows (h, updated in place; md = its 6W modulation row)
+    /// with packed weights, cut into row ranges that may run on different threads: `run(regions)`
+    /// must call each region for every range, all of region 0 before any of region 1 (region 0:
+    /// LN, modulate, qkv; region 1, which needs every row's K and V: attention for the range's
+    /// query rows with the packed kernel, proj, residual, LN, modulate, MLP, residual). Every
+    /// kernel gives a row the same bits whatever rows it runs with, so neither the ranges nor
+    /// the threads change the result.
+    func inferRows(_ h: UnsafeMutablePointer<Float>, md: UnsafePointer<Float>, T: Int, packs k: RowPacks,
+                   ranges: [(Int, Int)], run: ((Int) -> Void, (Int) -> Void) -> Void) {
+        let W = self.W, C3 = 3 * W, F = k.fc1.N, S = 6 * W, heads = attn.heads
         let (e1, e2) = (norm1.eps, norm2.eps)
+        let bq = attn.qkvLinear?.bias?.value, bp = attn.proj.bias?.value, b1 = mlp.fc1.bias?.value, b2 = mlp.fc2.bias?.value
         let qkv = Tensor(uninitialized: [T, C3]), nb = Tensor(uninitialized: [T, W]), mb = Tensor(uninitialized: [T, W])
         let o = Tensor(uninitialized: [T, W]), a = Tensor(uninitialized: [T, W])
         let f1 = Tensor(uninitialized: [T, F]), stats = Tensor(uninitialized: [2, T])
-        let half = min(T, (T / 2 + 5) / 6 * 6)
-        let per = (Attention.queryRowsScratch(T: T, dh: W / heads, rows: max(half, T - half)) + 15) / 16 * 16
-        let scratch = Tensor(uninitialized: [2, per])
-        func range(_ c: Int) -> (Int, Int) { c == 0 ? (0, half) : (half, T) }
-        Engine.parallelFor(2) { c in
-            let (r0, r1) = range(c), n = r1 - r0
+        let most = ranges.map { $0.1 - $0.0 }.max() ?? 0
+        let per = (Attention.queryRowsScratch(T: T, dh: W / heads, rows: most) + 15) / 16 * 16
+        let scratch = Tensor(uninitialized: [ranges.count, per])
+        run({ c in
+            let (r0, r1) = ranges[c], n = r1 - r0
             guard n > 0 else { return }
-            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h.data, nil, nil, r0, r1, W, e1)
+            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h, nil, nil, r0, r1, W, e1)
             rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md, md + W, S, 1, n, W)
-            Ops.linearOneThread(into: qkv.data + r0 * C3, ldy: C3, mb.data + r0 * W, ldx: W, n: n, packed: pq, qkvL.bias?.value)
-        }
-        Engine.parallelFor(2) { c in
-            let (r0, r1) = range(c), n = r1 - r0
+            Ops.linearOneThread(into: qkv.data + r0 * C3, ldy: C3, mb.data + r0 * W, ldx: W, n: n, packed: k.qkv, bq)
+        }, { c in
+            let (r0, r1) = ranges[c], n = r1 - r0
             guard n > 0 else { return }
             Attention.queryRows(qkv.data, T: T, heads: heads, width: W, r0: r0, r1: r1, out: o.data, ldo: W,
                                 scratch: scratch.data + c * per)
-            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, o.data + r0 * W, ldx: W, n: n, packed: pp, attn.proj.bias?.value)
-            rt_gate_add_fwd(h.data + r0 * W, a.data + r0 * W, md + 2 * W, S, 1, n, W)
-            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h.data, nil, nil, r0, r1, W, e2)
+            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, o.data + r0 * W, ldx: W, n: n, packed: k.proj, bp)
+            rt_gate_add_fwd(h + r0 * W, a.data + r0 * W, md + 2 * W, S, 1, n, W)
+            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h, nil, nil, r0, r1, W, e2)
             rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md + 3 * W, md + 4 * W, S, 1, n, W)
-            Ops.linearOneThread(into: f1.data + r0 * F, ldy: F, mb.data + r0 * W, ldx: W, n: n, packed: p1,
-                                mlp.fc1.bias?.value, activation: .gelu)
-            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, f1.data + r0 * F, ldx: F, n: n, packed: p2, mlp.fc2.bias?.value)
-            rt_gate_add_fwd(h.data + r0 * W, a.data + r0 * W, md + 5 * W, S, 1, n, W)
+            Ops.linearOneThread(into: f1.data + r0 * F, ldy: F, mb.data + r0 * W, ldx: W, n: n, packed: k.fc1, b1, activation: .gelu)
+            Ops.linearOneThread(into: a.data + r0 * W, ldy: W, f1.data + r0 * F, ldx: F, n: n, packed: k.fc2, b2)
+            rt_gate_add_fwd(h + r0 * W, a.data + r0 * W, md + 5 * W, S, 1, n, W)
+        })
+    }
+
+    /// Batch-1 inference (a codec decode): the rows cut in two by shape, each half on its own
+    /// thread, two synchronizations per block instead of one per operation. nil without packs.
+    func forwardRows(_ h: Tensor, _ cs: Tensor, T: Int) -> Tensor? {
+        guard let k = rowPacks else { return nil }
+        let mod = ada.forward(cs, cache: false)
+        let half = min(T, (T / 2 + 5) / 6 * 6)
+        inferRows(h.data, md: mod.data, T: T, packs: k, ranges: [(0, half), (half, T)]) { r0, r1 in
+            Engine.parallelFor(2, r0)
+            Engine.parallelFor(2, r1)
         }
         return h
     }
@@ -308,7 +324,23 @@ public final class FlowDecoder: Module {
             (dst).update(from: pe.data + b * N * W, count: N * W)
             Ops.addRows(dst, pos.data, count: N * W)
         }
-        for blk in blocks { h = blk.forward(h, cs, B: B, T: T, cache: cache) }
+        let rowPacks = cache || B < 2 ? [] : blocks.compactMap { $0.rowPacks }
+        if rowPacks.count == blocks.count && !blocks.isEmpty {
+            // Inference on a batch with packed weights: each picture runs the whole stack on one
+            // thread, pictures spread over the threads, no synchronization inside. A picture's
+            // bits are those of the batch-1 path (same kernels, row-invariant), whatever the
+            // batch or the thread count.
+            let mods = blocks.map { $0.ada.forward(cs, cache: false) }
+            let S = 6 * W
+            Engine.parallelFor(B) { b in
+                for (i, blk) in blocks.enumerated() {
+                    blk.inferRows(h.data + b * T * W, md: mods[i].data + b * S, T: T, packs: rowPacks[i],
+                                  ranges: [(0, T)]) { r0, r1 in r0(0); r1(0) }
+                }
+            }
+        } else {
+            for blk in blocks { h = blk.forward(h, cs, B: B, T: T, cache: cache) }
+        }
         let fmod = finalAda.forward(cs, cache: cache)
         let hp = Tensor(uninitialized: [B * N, W])
         for b in 0..<B { (hp.data + b * N * W).update(from: h.data + (b * T + 1) * W, count: N * W) }

@@ -111,6 +111,29 @@ final class SamplerTests: XCTestCase {
             for i in 0..<ref.count { d += Double((one[i] - ref[i]) * (one[i] - ref[i])); n += Double(ref[i] * ref[i]) }
             XCTAssertGreaterThan(n, 0)
             XCTAssertLessThan((d / n).squareRoot(), 1e-5, "T = \(cfg.tokens): row-parallel packed vs OpenBLAS path")
+
+            // A batch (pictures spread over the threads, each through the whole stack on one
+            // thread): each picture's output is bit for bit its batch-1 output, on 1 and 2 threads.
+            let B = 3
+            let xb = Philox4x32(seed: 5).gaussian([B, 3, size, size]), zb = Philox4x32(seed: 6).gaussian([B, 16])
+            let tb: [Float] = [0.2, 0.5, 0.9]
+            let per = 3 * size * size
+            func batch(_ k: Int) -> [Float] {
+                let old = Engine.threads
+                Engine.setThreads(k); defer { Engine.setThreads(old) }
+                return packed.forward(xb, t: tb, z: zb).array
+            }
+            let b1 = batch(1), b2 = batch(2)
+            XCTAssertEqual(b1, b2, "T = \(cfg.tokens): batch of 3, 1 vs 2 threads")
+            for i in 0..<B {
+                let alone = packed.forward(Tensor([1, 3, size, size], Array(xb.array[i * per..<(i + 1) * per])), t: [tb[i]],
+                                           z: Tensor([1, 16], Array(zb.array[i * 16..<(i + 1) * 16]))).array
+                XCTAssertEqual(Array(b1[i * per..<(i + 1) * per]), alone, "T = \(cfg.tokens): picture \(i) in a batch vs alone")
+            }
+            let ob = plain.forward(xb, t: tb, z: zb).array
+            var db = 0.0, nb = 0.0
+            for i in ob.indices { db += Double((b1[i] - ob[i]) * (b1[i] - ob[i])); nb += Double(ob[i] * ob[i]) }
+            XCTAssertLessThan((db / nb).squareRoot(), 1e-5, "T = \(cfg.tokens): batch, packed vs OpenBLAS path")
         }
     }
 
