@@ -211,7 +211,7 @@ final class DecoderBlock: Module {
     func forwardRows(_ h: Tensor, _ cs: Tensor, T: Int) -> Tensor? {
         guard let k = rowPacks else { return nil }
         let mod = ada.forward(cs, cache: false)
-        let half = min(T, (T / 2 + 5) / 6 * 6)
+        let half = PackedWeight.firstHalf(T)
         inferRows(h.data, md: mod.data, T: T, packs: k, ranges: [(0, half), (half, T)]) { r0, r1 in
             Engine.parallelFor(2, r0)
             Engine.parallelFor(2, r1)

@@ -51,7 +51,6 @@ public final class Linear: Module {
     /// without AVX2/FMA.
     public func packForInference() { pack = PackedWeight(weight.value) }
     public func dropPack() { pack = nil }
-    public var isPacked: Bool { pack != nil }
     /// The inference pack, if any.
     public var packedWeight: PackedWeight? { pack }
 

@@ -37,6 +37,10 @@ public final class PackedWeight {
         PackedWeight.lock.lock(); PackedWeight.bytes -= floats * 4; PackedWeight.lock.unlock()
     }
 
+    /// Where a row split of `n` rows in two halves cuts: near the middle, on a 6-row tile edge
+    /// (shape only; results do not depend on it).
+    public static func firstHalf(_ n: Int) -> Int { min(n, (n / 2 + 5) / 6 * 6) }
+
     private static let lock = NSLock()
     /// Bytes held by live packs (for tests and memory reports).
     public private(set) static var bytes = 0
@@ -70,11 +74,11 @@ extension Ops {
         // Two halves on the engine's threads once a call is worth it (the split is by shape
         // only, and results do not depend on it anyway): rows when there are enough, else panels.
         if 2 * n * w.N * w.K < (1 << 21) || (n < 192 && panels < 2) {
-            rt_gemm_packed(y, ldy, x, w.K, w.data, bias, w.N, w.K, 0, n, 0, panels, activation.rawValue)
+            linearOneThread(into: y, ldy: ldy, x, ldx: w.K, n: n, packed: w, b, activation: activation)
             return
         }
         if n >= 192 && n >= 4 * panels {
-            let half = (n / 2 + 5) / 6 * 6
+            let half = PackedWeight.firstHalf(n)
             Engine.parallelFor(2) { part in
                 let r0 = part == 0 ? 0 : half, r1 = part == 0 ? half : n
                 rt_gemm_packed(y, ldy, x, w.K, w.data, bias, w.N, w.K, r0, r1, 0, panels, activation.rawValue)

@@ -104,6 +104,19 @@ func assertRelErr(_ got: [Double], _ ref: [Double], _ tol: Double, _ what: @auto
     XCTAssertLessThanOrEqual(e, tol, "\(what()): relative error \(e) > \(tol)", file: file, line: line)
 }
 
+/// The column block [off, off + width) of every row of a row-major buffer with row stride `ld`,
+/// and how many elements outside it differ from `sentinel` (strided-output tests).
+func columnBlock(_ buf: Tensor, rows n: Int, ld: Int, off: Int, width: Int, sentinel: Float) -> (block: [Double], outside: Int) {
+    var block: [Double] = [], outside = 0
+    for r in 0..<n {
+        for c in 0..<ld {
+            if c >= off && c < off + width { block.append(Double(buf[r * ld + c])) }
+            else if buf[r * ld + c] != sentinel { outside += 1 }
+        }
+    }
+    return (block, outside)
+}
+
 /// Bitwise equality of two fp32 tensors (thread-count invariance).
 func assertBitIdentical(_ a: Tensor, _ b: Tensor, _ what: @autoclosure () -> String,
                         file: StaticString = #filePath, line: UInt = #line) {

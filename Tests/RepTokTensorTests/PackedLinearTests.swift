@@ -90,13 +90,7 @@ final class PackedLinearTests: XCTestCase {
         let sentinel: Float = 1234.5
         let buf = Tensor([n, ld], repeating: sentinel)
         Ops.linear(into: buf.data + off, ldy: ld, x.data, n: n, packed: PackedWeight(w)!, b)
-        var block: [Double] = [], outside = 0
-        for r in 0..<n {
-            for c in 0..<ld {
-                if c >= off && c < off + outF { block.append(Double(buf[r * ld + c])) }
-                else if buf[r * ld + c] != sentinel { outside += 1 }
-            }
-        }
+        let (block, outside) = columnBlock(buf, rows: n, ld: ld, off: off, width: outF, sentinel: sentinel)
         XCTAssertEqual(outside, 0, "packed linear(into:ldy:) wrote outside its column block")
         assertRelErr(block, Ref.linear(x.f64, w.f64, b.f64, n: n, inF: inF, outF: outF), Tol.fwd, "strided packed linear")
     }
