@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTestSupport"]),
-        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec"]),
+        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokTestSupport"]),
         // Runs the built rtenc/rtdec/rtinfo binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
             "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",

@@ -16,12 +16,29 @@ public struct CodecConfig: Codable, Equatable, Sendable {
     public var bootstrap: Bool = false
     /// Quantizer step at level 5 (absolute units of the rotated token coordinates).
     public var baseStep: Float = 1
+    /// The nine level steps (nil: from `baseStep`). Written only when set.
+    public var levelSteps: [Float]?
+    /// How many leading coordinates each level codes (nil: all). Written only when set.
+    public var levelCoefficients: [Int]?
+    /// The payload's entropy coder (Quantizer.Entropy). Written only when not zstd, so the
+    /// configs (and fingerprints) of the first models are what they were.
+    public var entropy: Quantizer.Entropy = .zstd
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case defaultLevel = "default_level", defaultSteps = "default_steps", defaultSampler = "default_sampler"
-        case description, bootstrap, baseStep = "base_step"
+        case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", entropy
+    }
+
+    public func encode(to e: Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(defaultLevel, forKey: .defaultLevel); try c.encode(defaultSteps, forKey: .defaultSteps)
+        try c.encode(defaultSampler, forKey: .defaultSampler); try c.encode(description, forKey: .description)
+        try c.encode(bootstrap, forKey: .bootstrap); try c.encode(baseStep, forKey: .baseStep)
+        if let s = levelSteps { try c.encode(s, forKey: .levelSteps) }
+        if let k = levelCoefficients { try c.encode(k, forKey: .levelCoefficients) }
+        if entropy != .zstd { try c.encode(entropy, forKey: .entropy) }
     }
 
     public init(from d: Decoder) throws {
@@ -32,6 +49,9 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
         bootstrap = try c.decodeIfPresent(Bool.self, forKey: .bootstrap) ?? false
         baseStep = try c.decodeIfPresent(Float.self, forKey: .baseStep) ?? 1
+        levelSteps = try c.decodeIfPresent([Float].self, forKey: .levelSteps)
+        levelCoefficients = try c.decodeIfPresent([Int].self, forKey: .levelCoefficients)
+        entropy = try c.decodeIfPresent(Quantizer.Entropy.self, forKey: .entropy) ?? .zstd
     }
 }
 
@@ -64,23 +84,51 @@ public final class CodecModel: @unchecked Sendable {
             let dcfg = try ModelFile.part(DecoderConfig.self, "decoder", in: json)
             codec = try ModelFile.part(CodecConfig.self, "codec", in: json)
             try ecfg.validate(); try dcfg.validate()
-            guard dcfg.tokenDim == ecfg.hiddenSize else { throw ModelError.invalidConfig("decoder token_dim != encoder hidden_size") }
+            let layout = try TokenAdapter.layoutShape(weightShape: file.contains("adapter.layout.weight") ? try file.info("adapter.layout.weight").shape : nil)
+            guard dcfg.tokenDim == ecfg.hiddenSize + layout.dim else {
+                throw ModelError.invalidConfig("decoder token_dim \(dcfg.tokenDim) != encoder hidden_size \(ecfg.hiddenSize) + layout \(layout.dim)")
+            }
+            guard layout.dim == 0 || ecfg.imageSize % layout.size == 0 else {
+                throw ModelError.invalidConfig("layout size \(layout.size) does not divide the image size \(ecfg.imageSize)")
+            }
             guard ecfg.imageSize == dcfg.imageSize else { throw ModelError.invalidConfig("encoder and decoder image sizes differ") }
             encoder = Dinov2Encoder(ecfg)
-            adapter = TokenAdapter(dim: ecfg.hiddenSize)
+            adapter = TokenAdapter(dim: ecfg.hiddenSize, layoutDim: layout.dim, layoutSize: layout.size)
             decoder = FlowDecoder(dcfg)
             try ModelFile.load(encoder.parameters, prefix: "encoder.", from: file)
             try ModelFile.load(adapter.parameters, prefix: "adapter.", from: file)
             try ModelFile.load(decoder.parameters, prefix: "decoder.", from: file)
-            let D = ecfg.hiddenSize
+            let D = dcfg.tokenDim
             let mean = try file.floats("quantizer.mean"), rot = try file.floats("quantizer.rotation")
             let sigma = try file.floats("quantizer.sigma")
             guard mean.count == D, rot.count == D * D, sigma.count == D else {
                 throw ModelError.invalidConfig("quantizer tensors do not match token size \(D)")
             }
             let dict = file.contains("quantizer.dictionary") ? try file.rawBytes("quantizer.dictionary") : []
+            let synthesis = file.contains("quantizer.synthesis") ? try file.floats("quantizer.synthesis") : nil
+            let scale = file.contains("quantizer.scale") ? try file.floats("quantizer.scale") : []
+            guard synthesis == nil || synthesis!.count == D * D else {
+                throw ModelError.invalidConfig("quantizer.synthesis does not match token size \(D)")
+            }
+            if codec.entropy == .laplace {
+                guard scale.count == D, scale.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                    throw ModelError.invalidConfig("quantizer.scale must hold \(D) positive scales")
+                }
+            }
+            if let ls = codec.levelSteps {
+                guard ls.count == Quantizer.levels.count, ls.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                    throw ModelError.invalidConfig("level_steps must be 9 positive steps")
+                }
+            }
+            if let lk = codec.levelCoefficients {
+                guard lk.count == Quantizer.levels.count, lk.allSatisfy({ (0...D).contains($0) }) else {
+                    throw ModelError.invalidConfig("level_coefficients must be 9 counts in 0-\(D)")
+                }
+            }
             quantizer = Quantizer(mean: mean, rotation: rot, sigma: sigma, dictionary: dict.count > 1 ? dict : [],
-                                  baseStep: codec.baseStep)
+                                  baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
+                                  levelCoefficients: codec.levelCoefficients,
+                                  entropy: codec.entropy, scale: scale)
             guard Quantizer.levels.contains(codec.defaultLevel), (1...1000).contains(codec.defaultSteps),
                   SamplerKind(rawValue: codec.defaultSampler) != nil else {
                 throw ModelError.invalidConfig("codec defaults out of range")

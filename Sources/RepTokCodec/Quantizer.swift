@@ -2,18 +2,24 @@ import Foundation
 import RepTokFormat
 import RepTokTensor
 
-/// Token quantizer: a PCA rotation of the standardized token, uniform scalar quantization with a
-/// step set by the quality level, zigzag varints, then zstd with a dictionary trained on
-/// quantized training tokens.
+/// Token quantizer: a linear analysis transform of the token (a PCA rotation, or a
+/// sensitivity-weighted PCA), uniform scalar quantization with a step set by the quality level,
+/// then entropy coding: zigzag varints and zstd with a dictionary trained on quantized training
+/// tokens (`entropy` zstd, the first models), or a static Laplacian model per coordinate and an
+/// arithmetic coder (`entropy` laplace, LaplaceCoder).
 ///
 /// Stored in the model file under `quantizer.`:
 /// - `quantizer.mean` [D]: per-dimension mean of training tokens
 /// - `quantizer.rotation` [D, D]: rows are principal directions, by decreasing variance
 /// - `quantizer.sigma` [D]: standard deviation of each principal coordinate
 /// - `quantizer.dictionary` [n] (U8): the zstd dictionary (may be absent or empty)
+/// - `quantizer.synthesis` [D, D] (optional): row i is the token-space direction of coordinate i
+///   (z = mean + sum_i y_i synthesis_i); absent, the rotation's rows (an orthonormal rotation)
+/// - `quantizer.scale` [D] (laplace only): each coordinate's Laplace scale b_i (mean |y_i|)
 /// and in `reptok.config`'s `codec` part, `base_step`: the absolute step at level 5 in the rotated
-/// coordinates (each level scales it by 2^((5 - level) / 2)).
+/// coordinates (each level scales it by 2^((5 - level) / 2)), or `level_steps`, the nine steps.
 public struct Quantizer: Sendable, Equatable {
+    public enum Entropy: String, Sendable, Codable { case zstd, laplace }
     public static let levels = 1...9
     public let dim: Int
     public let mean: [Float]
@@ -22,18 +28,59 @@ public struct Quantizer: Sendable, Equatable {
     public let dictionary: [UInt8]
     /// Quantizer step at level 5, in absolute units of the rotated coordinates.
     public let baseStep: Float
+    /// The synthesis directions when the analysis is not orthonormal ([D, D], row i for y_i).
+    public let synthesis: [Float]?
+    /// The step of each level 1...9 (nil: from `baseStep`).
+    public let levelSteps: [Float]?
+    /// How many leading coordinates each level codes (nil: all); the others decode as zero
+    /// (an infinite step: the water level of reverse water-filling lies above their variance).
+    public let levelCoefficients: [Int]?
+    public let entropy: Entropy
+    /// Laplace scale of each coordinate (entropy laplace).
+    public let scale: [Float]
+    private let tables = TableCache()
     /// Varints beyond this count are never written (hard cap on payload work).
     public static let maxPayload = 4096
 
-    public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float) {
+    public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float,
+                synthesis: [Float]? = nil, levelSteps: [Float]? = nil, levelCoefficients: [Int]? = nil,
+                entropy: Entropy = .zstd, scale: [Float] = []) {
         dim = mean.count
         self.mean = mean; self.rotation = rotation; self.sigma = sigma
         self.dictionary = dictionary; self.baseStep = baseStep
+        self.synthesis = synthesis; self.levelSteps = levelSteps; self.entropy = entropy; self.scale = scale
+        self.levelCoefficients = levelCoefficients
+        precondition(levelCoefficients == nil || (levelCoefficients!.count == Quantizer.levels.count
+                     && levelCoefficients!.allSatisfy { (0...mean.count).contains($0) }), "level_coefficients: 9 counts within the token size")
+        precondition(levelSteps == nil || levelSteps!.count == Quantizer.levels.count, "level_steps needs 9 steps")
+        precondition(entropy == .zstd || scale.count == mean.count, "a laplace quantizer needs a scale per coordinate")
     }
 
-    /// Each level halves the step variance of the previous one: step = base * 2^((5 - L) / 2).
+    public static func == (a: Quantizer, b: Quantizer) -> Bool {
+        a.mean == b.mean && a.rotation == b.rotation && a.sigma == b.sigma && a.dictionary == b.dictionary
+            && a.baseStep == b.baseStep && a.synthesis == b.synthesis && a.levelSteps == b.levelSteps
+            && a.entropy == b.entropy && a.scale == b.scale && a.levelCoefficients == b.levelCoefficients
+    }
+
+    /// The same quantizer with other level steps and coded coordinate counts.
+    public func with(levelSteps s: [Float], coefficients k: [Int]? = nil) -> Quantizer {
+        Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dictionary, baseStep: baseStep,
+                  synthesis: synthesis, levelSteps: s, levelCoefficients: k ?? levelCoefficients, entropy: entropy, scale: scale)
+    }
+
+    /// The number of leading coordinates a level codes.
+    public func coded(level: Int) -> Int { levelCoefficients?[level - 1] ?? dim }
+
+    /// The step of a level: `levelSteps`, else each level halves the step variance of the
+    /// previous one: step = base * 2^((5 - L) / 2).
     public func step(level: Int) -> Float {
-        baseStep * Float(pow(2.0, Double(5 - level) / 2))
+        if let s = levelSteps { return s[level - 1] }
+        return baseStep * Float(pow(2.0, Double(5 - level) / 2))
+    }
+
+    /// Probability tables of a level, computed once per quantizer and level.
+    public func laplaceTables(level: Int) -> [LaplaceCoder.Table] {
+        tables.get(level) { let st = step(level: level); return scale[0..<coded(level: level)].map { LaplaceCoder.Table(scale: $0, step: st) } }
     }
 
     /// Rotated coordinates y = R (z - mean).
@@ -48,20 +95,21 @@ public struct Quantizer: Sendable, Equatable {
         return y
     }
 
-    /// z = mean + R^T y
+    /// z = mean + sum_i y_i s_i, s_i the synthesis rows (the rotation's rows when orthonormal)
     public func unrotate(_ y: [Float]) -> [Float] {
         var z = [Double](repeating: 0, count: dim)
+        let rows = synthesis ?? rotation
         for i in 0..<dim where y[i] != 0 {
             let row = i * dim, yi = Double(y[i])
-            for j in 0..<dim { z[j] += Double(rotation[row + j]) * yi }
+            for j in 0..<dim { z[j] += Double(rows[row + j]) * yi }
         }
         return (0..<dim).map { Float(z[$0]) + mean[$0] }
     }
 
     /// Integer symbols for a token at a level.
     public func symbols(_ z: UnsafePointer<Float>, level: Int) -> [Int32] {
-        let s = step(level: level)
-        return rotate(z).map { Int32(max(-1_000_000, min(1_000_000, ($0 / s).rounded()))) }
+        let s = step(level: level), k = coded(level: level)
+        return rotate(z).enumerated().map { i, y in i < k ? Int32(max(-1_000_000, min(1_000_000, (y / s).rounded()))) : 0 }
     }
 
     /// Symbols -> varint bytes (zigzag), trailing zeros dropped.
@@ -100,14 +148,28 @@ public struct Quantizer: Sendable, Equatable {
         return q
     }
 
-    /// Token -> payload bytes (zstd, magicless, with the dictionary).
+    /// Token -> payload bytes (zstd, magicless, with the dictionary; or arithmetic-coded).
     public func encode(_ z: UnsafePointer<Float>, level: Int) throws -> [UInt8] {
+        if entropy == .laplace {
+            return LaplaceCoder.encode(Array(symbols(z, level: level)[0..<coded(level: level)]), tables: laplaceTables(level: level))
+        }
         let raw = Quantizer.pack(symbols(z, level: level))
         return try RTKZstd.compress(raw, dictionary: dictionary.isEmpty ? nil : dictionary)
     }
 
     /// Payload bytes -> token.
     public func decode(_ payload: [UInt8], level: Int) throws -> [Float] {
+        if entropy == .laplace {
+            let tables = laplaceTables(level: level)
+            var q = try LaplaceCoder.decode(payload, tables: tables)
+            // one payload per token: bytes past the coded values, or a non-canonical coding of them
+            guard LaplaceCoder.encode(q, tables: tables) == payload else {
+                throw CodecError.corruptPayload("the payload is not the coding of \(dim) token values (extra or altered bytes)")
+            }
+            q += [Int32](repeating: 0, count: dim - q.count)
+            let s = step(level: level)
+            return unrotate(q.map { Float($0) * s })
+        }
         let raw: [UInt8]
         do {
             raw = try RTKZstd.decompress(payload, dictionary: dictionary.isEmpty ? nil : dictionary,
@@ -199,7 +261,22 @@ public struct Quantizer: Sendable, Equatable {
             }
         }
         let dict = (try? RTKZstd.trainDictionary(samples: samples, maxBytes: maxBytes)) ?? []
-        return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep)
+        return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep,
+                         synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, entropy: entropy, scale: scale)
+    }
+}
+
+/// Per-level probability tables, built on first use (a quantizer is immutable).
+final class TableCache: @unchecked Sendable {
+    private var levels = [Int: [LaplaceCoder.Table]]()
+    private let lock = NSLock()
+
+    func get(_ level: Int, _ make: () -> [LaplaceCoder.Table]) -> [LaplaceCoder.Table] {
+        lock.lock(); defer { lock.unlock() }
+        if let t = levels[level] { return t }
+        let t = make()
+        levels[level] = t
+        return t
     }
 }
 
