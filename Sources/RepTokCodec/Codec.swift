@@ -54,7 +54,7 @@ public enum Codec {
         let S = model.imageSize
         let view = modelView(img, size: S)
         let px = Tensor([1, 3, S, S], view.planarFloats(scale: 1, offset: 0))
-        return model.adapter.forward(model.encoder.forward(model.encoder.normalize(pixels255: px)).token)
+        return TokenAdapter.latent(encoder: model.encoder, adapter: model.adapter, pixels255: px)
     }
 
     /// Encodes an image into one record.

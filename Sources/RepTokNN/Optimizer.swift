@@ -58,7 +58,7 @@ public final class AdamW {
         step += 1
         let bc1 = 1 - powf(beta1, Float(step)), bc2 = 1 - powf(beta2, Float(step))
         for (i, p) in params.enumerated() {
-            rt_adamw(p.value.data, m[i].data, v[i].data, p.grad.data, p.value.count, lr, beta1, beta2,
+            rt_adamw(p.value.data, m[i].data, v[i].data, p.grad.data, p.value.count, lr * p.lrScale, beta1, beta2,
                      bc1, bc2, eps, p.decay ? weightDecay : 0)
         }
     }

@@ -10,6 +10,8 @@ public final class Parameter {
     public var decay: Bool
     /// When false, backward passes skip this parameter's gradient (frozen).
     public var trainable: Bool = true
+    /// Multiplies the optimizer's learning rate for this parameter (1: the schedule's rate).
+    public var lrScale: Float = 1
 
     public init(_ key: String, _ value: Tensor, decay: Bool) {
         self.key = key

@@ -180,7 +180,7 @@ public final class GeneratorTrainer {
             var cls = [Int32](repeating: 0, count: B)
             _ = cls.withUnsafeMutableBufferPointer { views.batch(step: s, into: x.data, classes: $0.baseAddress) }
             for i in 0..<x.count { x.data[i] = (x.data[i] + 1) * 127.5 }
-            let z = codec.adapter.forward(codec.encoder.forward(codec.encoder.normalize(pixels255: x)).token)
+            let z = TokenAdapter.latent(encoder: codec.encoder, adapter: codec.adapter, pixels255: x)
             let n = min(B, total - labels.count)
             raw += Array(UnsafeBufferPointer(start: z.data, count: n * D))
             labels += cls[0..<n].map { Int($0) }

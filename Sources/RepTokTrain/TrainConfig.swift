@@ -1,6 +1,7 @@
 import Foundation
 import RepTokData
 import RepTokModels
+import RepTokNN
 
 /// Everything that determines a tokenizer training run. Stored (as JSON, snake_case keys) in
 /// every checkpoint's `reptok.train` metadata and, with the step count and wall time, in the
@@ -36,6 +37,18 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Std of a normal initialization of the latent skip's weight (0: zero, the decoder's own
     /// adaLN-Zero-style init). A nonzero skip gives the encoder a direct gradient from step 0.
     public var skipInitStd: Float = 0
+    /// Layout path (0: none): the token also carries this many linear layout coordinates read
+    /// from the view box-averaged to `layoutSize` x `layoutSize` (TokenAdapter), decoded by the
+    /// latent skip. A fresh run starts both from the PCA of the training views (LayoutInit).
+    public var layoutDim = 0
+    public var layoutSize = 32
+    /// The layout coordinates' share of the SSL token's mean energy at initialization.
+    public var layoutShare: Float = 0.1
+    /// Learning-rate multiplier of the linear layout path (`adapter.layout.*`) and the latent
+    /// skip when the run has a layout path; they also get no weight decay. They start at the
+    /// least-squares optimum, where a batch's gradient is mostly noise that Adam would turn
+    /// into steps of the full rate.
+    public var layoutLR: Float = 0.05
     // optimization
     public var batch = 16
     public var lr: Float = 3e-4
@@ -82,6 +95,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case data, val, encoderPath = "encoder_path", initFrom = "init_from", encWidth = "enc_width", encDepth = "enc_depth"
         case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
         case imageSize = "image_size", patch, width, depth, heads, prediction, skipSize = "skip_size", skipInitStd = "skip_init_std"
+        case layoutDim = "layout_dim", layoutSize = "layout_size", layoutShare = "layout_share", layoutLR = "layout_lr"
         case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
         case emaWarmup = "ema_warmup", tokenNoise = "token_noise", tUniform = "t_uniform", tOne = "t_one"
         case wholeView = "whole_view", minCropArea = "min_crop_area", maxAspect = "max_aspect", jitter
@@ -110,6 +124,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if c.contains(.prediction) { prediction = try c.decode(type(of: prediction), forKey: .prediction) }
         if c.contains(.skipSize) { skipSize = try c.decode(type(of: skipSize), forKey: .skipSize) }
         if c.contains(.skipInitStd) { skipInitStd = try c.decode(type(of: skipInitStd), forKey: .skipInitStd) }
+        if c.contains(.layoutDim) { layoutDim = try c.decode(type(of: layoutDim), forKey: .layoutDim) }
+        if c.contains(.layoutSize) { layoutSize = try c.decode(type(of: layoutSize), forKey: .layoutSize) }
+        if c.contains(.layoutShare) { layoutShare = try c.decode(type(of: layoutShare), forKey: .layoutShare) }
+        if c.contains(.layoutLR) { layoutLR = try c.decode(type(of: layoutLR), forKey: .layoutLR) }
         if c.contains(.batch) { batch = try c.decode(type(of: batch), forKey: .batch) }
         if c.contains(.lr) { lr = try c.decode(type(of: lr), forKey: .lr) }
         if c.contains(.minLR) { minLR = try c.decode(type(of: minLR), forKey: .minLR) }
@@ -142,10 +160,25 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                    saturation: Double(jitter), augmentWhole: true)
     }
 
-    /// The decoder's config for an encoder of width `tokenDim`.
-    public func decoderConfig(tokenDim: Int) -> DecoderConfig {
+    /// The decoder's config for an encoder of width `encoderWidth` (the token adds the layout
+    /// coordinates).
+    public func decoderConfig(encoderWidth: Int) -> DecoderConfig {
         DecoderConfig(imageSize: imageSize, patchSize: patch, width: width, depth: depth, numHeads: heads,
-                      tokenDim: tokenDim, prediction: prediction, skipSize: skipSize)
+                      tokenDim: encoderWidth + layoutDim, prediction: prediction, skipSize: skipSize)
+    }
+
+    /// Sets the layout path's learning-rate multiplier and weight decay (see `layoutLR`) on a
+    /// model's parameters: call before building the optimizer.
+    public func applyLayoutRates(_ named: [(String, Parameter)]) {
+        guard layoutDim > 0 else { return }
+        for (k, p) in named where k.hasPrefix("adapter.layout.") || k.hasPrefix("decoder.latent_skip.") {
+            p.lrScale = layoutLR; p.decay = false
+        }
+    }
+
+    /// The token adapter for an encoder of width `encoderWidth`.
+    public func adapter(encoderWidth: Int) -> TokenAdapter {
+        TokenAdapter(dim: encoderWidth, layoutDim: layoutDim, layoutSize: layoutDim > 0 ? layoutSize : 0)
     }
 
     /// The config of a freshly initialized encoder (used when `encoderPath` is nil).
@@ -170,7 +203,16 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard lr > 0, lr.isFinite, minLR >= 0, minLR <= lr else { throw bad("--lr/--min-lr") }
         guard warmup >= 0 else { throw bad("--warmup \(warmup)") }
         guard (steps != nil) != (minutes != nil) else { throw bad("give exactly one of --steps and --minutes") }
-        if let s = steps { guard s >= 1 else { throw bad("--steps \(s)") } }
+        if let s = steps { guard s >= 0 else { throw bad("--steps \(s)") } }
+        guard (0...2048).contains(layoutDim) else { throw bad("--layout-dim \(layoutDim): 0-2048") }
+        if layoutDim > 0 {
+            guard (1...64).contains(layoutSize), imageSize % layoutSize == 0 else {
+                throw bad("--layout-size \(layoutSize) must divide --image-size \(imageSize) (1-64)")
+            }
+            guard skipSize > 0 else { throw bad("--layout-dim needs the latent skip (--skip-size)") }
+            guard layoutShare > 0, layoutShare.isFinite else { throw bad("--layout-share \(layoutShare)") }
+            guard layoutLR >= 0, layoutLR.isFinite else { throw bad("--layout-lr \(layoutLR)") }
+        }
         if let m = minutes { guard m > 0, m.isFinite else { throw bad("--minutes \(m)") } }
         guard ema >= 0, ema < 1 else { throw bad("--ema must be in [0, 1)") }
         guard weightDecay >= 0, clip > 0 else { throw bad("--weight-decay/--clip") }
@@ -185,7 +227,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard lambda >= 0, lambda.isFinite else { throw bad("--lambda") }
         guard checkpointMinutes > 0, logEvery >= 1 else { throw bad("--checkpoint-minutes/--log-every") }
         if encoderPath == nil { try freshEncoderConfig.validate() }
-        try decoderConfig(tokenDim: encWidth).validate()
+        try decoderConfig(encoderWidth: encWidth).validate()
     }
 }
 

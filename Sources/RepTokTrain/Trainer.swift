@@ -59,6 +59,8 @@ public final class TokenizerTrainer {
     public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public var quiet = false
     private var checkpointThreads: Int?
+    /// What the layout path's PCA start measured (fresh runs with a layout path).
+    public private(set) var layoutReport: LayoutInit.Report?
 
     public var checkpointPath: String? { runDir.map { $0 + "/checkpoint.safetensors" } }
     public var metricsPath: String? { runDir.map { $0 + "/metrics.jsonl" } }
@@ -76,11 +78,11 @@ public final class TokenizerTrainer {
             encoder.initialize(seed: mix64(config.seed, 0xE1C0DE))
         }
         encoderConfig = encoder.config
-        let dcfg = config.decoderConfig(tokenDim: encoderConfig.hiddenSize)
+        let dcfg = config.decoderConfig(encoderWidth: encoderConfig.hiddenSize)
         try dcfg.validate()
         let decoder = FlowDecoder(dcfg)
         decoder.initialize(seed: mix64(config.seed, 0xDEC0DE))
-        model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: encoderConfig.hiddenSize), decoder: decoder)
+        model = RepTokModel(encoder: encoder, adapter: config.adapter(encoderWidth: encoderConfig.hiddenSize), decoder: decoder)
         model.setTune(config.tuneMode!)
         if let path = config.initFrom {
             // After setTune: the frozen reference keeps the SSL encoder's weights.
@@ -96,6 +98,11 @@ public final class TokenizerTrainer {
                 try ModelFile.load(dparams, prefix: "decoder.", from: f)
             } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
         }
+        // A fresh layout path starts at the linear code of the training views.
+        if config.layoutDim > 0 && config.initFrom == nil {
+            layoutReport = try LayoutInit.apply(model: model, data: try Pictures.open(config.data),
+                                                share: Double(config.layoutShare)) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
         // A random latent skip (unless it came from --init-from): the encoder gets a direct
         // gradient from the first step, instead of waiting for the zero skip to grow.
         if config.skipInitStd > 0, let w = model.decoder.parameters.first(where: { $0.key == "latent_skip.weight" }),
@@ -103,6 +110,7 @@ public final class TokenizerTrainer {
             var rng = InitRNG(seed: mix64(config.seed, 0x5C1B))
             rng.fillNormal(w.value, std: Double(config.skipInitStd))
         }
+        config.applyLayoutRates(model.namedParameters)
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
         ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
         totalSteps = config.steps
@@ -126,7 +134,7 @@ public final class TokenizerTrainer {
         let dcfg = try ModelFile.part(DecoderConfig.self, "decoder", in: cj)
         let encoder = Dinov2Encoder(encoderConfig)
         let decoder = FlowDecoder(dcfg)
-        model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: encoderConfig.hiddenSize), decoder: decoder)
+        model = RepTokModel(encoder: encoder, adapter: config.adapter(encoderWidth: encoderConfig.hiddenSize), decoder: decoder)
         do {
             // 1. the frozen reference: setTune copies it from the live encoder
             if file.contains("frozen.encoder.layernorm.weight") {
@@ -141,7 +149,8 @@ public final class TokenizerTrainer {
             for (name, p) in model.namedParameters {
                 try file.copyFloats("param." + name, into: p.value.data, count: p.value.count)
             }
-            optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
+            config.applyLayoutRates(model.namedParameters)
+        optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
             ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
             let trainable = model.namedParameters.filter { $0.1.trainable }
             var m = [Tensor](), v = [Tensor]()
@@ -230,7 +239,7 @@ public final class TokenizerTrainer {
         let t = rnd.times(B, uniformFraction: config.tUniform, oneFraction: config.tOne)
         let noise = rnd.gaussian([B, 3, S, S], .flowNoise)
         for p in optimizer.params { p.zeroGrad() }
-        let tn = config.tokenNoise > 0 ? (relative: config.tokenNoise, draw: rnd.gaussian([B, D], .tokenNoise)) : nil
+        let tn = config.tokenNoise > 0 ? (relative: config.tokenNoise, draw: rnd.gaussian([B, D + config.layoutDim], .tokenNoise)) : nil
         let (loss, nstd) = TokenizerObjective.lossAndGradients(model, pixelsEnc: pe, x: x, t: t, noise: noise,
                                                                lambda: config.lambda, tokenNoise: tn)
         let gn = optimizer.clipGradients(maxNorm: config.clip)

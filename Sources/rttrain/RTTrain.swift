@@ -79,6 +79,11 @@ struct Tokenizer: ParsableCommand {
     @Option(name: .long, help: "Decoder latent skip: the token's linear k x k image, upsampled and added (0: none).")
     var skipSize = 0
     @Option(name: .long, help: "Std of a random latent-skip initialization (0: zero).") var skipInitStd: Float = 0
+    @Option(name: .long, help: "Layout path: linear layout coordinates in the token, read from the coarse picture and started from the PCA of the training views (0: none; needs --skip-size).")
+    var layoutDim = 0
+    @Option(name: .long, help: "Side of the coarse picture the layout path reads (divides --image-size).") var layoutSize = 32
+    @Option(name: .long, help: "Layout coordinates' share of the SSL token's energy at the PCA start.") var layoutShare: Float = 0.1
+    @Option(name: .long, help: "Learning-rate multiplier (and no weight decay) of the layout path and the latent skip.") var layoutLr: Float = 0.05
     @Option(name: .long, help: "Fresh encoder width.") var encWidth = 192
     @Option(name: .long, help: "Fresh encoder depth.") var encDepth = 6
     @Option(name: .long, help: "Fresh encoder heads.") var encHeads = 3
@@ -129,6 +134,7 @@ struct Tokenizer: ParsableCommand {
                 c.lambda = lambda
                 c.imageSize = imageSize; c.patch = patch; c.width = width; c.depth = depth; c.heads = heads
                 c.prediction = prediction; c.skipSize = skipSize; c.skipInitStd = skipInitStd
+                c.layoutDim = layoutDim; c.layoutSize = layoutSize; c.layoutShare = layoutShare; c.layoutLR = layoutLr
                 c.encWidth = encWidth; c.encDepth = encDepth; c.encHeads = encHeads; c.encPatch = encPatch
                 c.batch = batch; c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.minutes = minutes
                 c.weightDecay = weightDecay; c.ema = ema; c.tokenNoise = tokenNoise; c.tUniform = tUniform; c.tOne = tOne
@@ -193,6 +199,8 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Rows (pictures) of the grid.") var gridPictures = 8
     @Option(name: .long, help: "SSL encoder file: also report the token's mean cosine to its [CLS] token.")
     var sslEncoder: String?
+    @Option(name: .long, help: "Training pictures (.rtds): also report the best linear (PCA) code of each level's payload bytes, fitted on their codec views.")
+    var linearBar: String?
     @Flag(name: .long, help: "Print JSON.") var json = false
     @Flag(name: .long, help: "Print the model card's markdown tables.") var markdown = false
 
@@ -207,7 +215,8 @@ struct Eval: ParsableCommand {
         if let n = threads { Engine.setThreads(n) }
         do {
             let r = try Evaluator.run(model: model, data: data, steps: steps, limit: limit, byteBudget: byteBudget,
-                                      grid: grid.map { GridOptions(path: $0, pictures: gridPictures) }, sslEncoder: sslEncoder)
+                                      grid: grid.map { GridOptions(path: $0, pictures: gridPictures) }, sslEncoder: sslEncoder,
+                                      linearBar: linearBar)
             if json { try printJSON(r) } else if markdown { print(r.markdown, terminator: "") } else { print(r.table, terminator: "") }
         } catch {
             fail("\(error)")
