@@ -106,11 +106,19 @@ public struct EvalReport: Codable, Sendable {
     /// the codec view (what the cosine regularizer holds near 1), and the encoder's fingerprint.
     public var tokenCosine: Double?
     public var sslEncoder: String?
+    /// Mean token payload bytes per level (index 0 = level 1).
+    public var payloadBytes: [Double] = []
+    /// The linear bar (LinearCode) at each level's mean payload bytes, with the pictures it was
+    /// fitted on; nil without `--linear-bar`.
+    public var linearBar: [LinearCode.Point?]?
+    public var linearBarData: String?
+    public var linearBarViews: Int?
 
     enum CodingKeys: String, CodingKey {
         case model, fingerprint, data, pictures, imageSize = "image_size", defaultLevel = "default_level"
         case defaultSteps = "default_steps", steps, byteBudget = "byte_budget", rows
-        case tokenCosine = "token_cosine", sslEncoder = "ssl_encoder"
+        case tokenCosine = "token_cosine", sslEncoder = "ssl_encoder", payloadBytes = "payload_bytes"
+        case linearBar = "linear_bar", linearBarData = "linear_bar_data", linearBarViews = "linear_bar_views"
     }
 
     public func codec(level: Int, steps: Int) -> EvalRow? {
@@ -140,6 +148,12 @@ public struct EvalReport: Codable, Sendable {
                 + pad(String(format: "%.2f", r.psnr), 10, left: true)
                 + pad(r.ssim.map { String(format: "%.4f", $0) } ?? "-", 8, left: true) + "   " + by + "\n"
         }
+        if let bar = linearBar {
+            for (i, b) in bar.enumerated() {
+                let psnr = b.map { String(format: "%.2f dB (k %d, step %.1f)", $0.psnr, $0.coefficients, $0.step) } ?? "-"
+                s += String(format: "level %d: payload %.1f B; PCA at the same payload: ", i + 1, payloadBytes[i]) + psnr + "\n"
+            }
+        }
         return s
     }
 
@@ -151,8 +165,9 @@ public struct EvalReport: Codable, Sendable {
         var s = "Model `\(fingerprint)`, \(pictures) pictures of `\((data as NSString).lastPathComponent)`, "
             + "at \(imageSize)x\(imageSize) against the squashed original; means over pictures; bytes are whole .rtk records "
             + "(seed 0, no name).\n\n"
-        var h = "| level | bytes mean | max | <= \(byteBudget) B |"
-        var rule = "| ---: | ---: | ---: | ---: |"
+        let bar = linearBar ?? []
+        var h = "| level | bytes mean | max | <= \(byteBudget) B |" + (bar.isEmpty ? "" : " payload B | PCA, same payload |")
+        var rule = "| ---: | ---: | ---: | ---: |" + (bar.isEmpty ? "" : " ---: | ---: |")
         for st in steps { h += " PSNR \(st) step\(st == 1 ? "" : "s") |"; rule += " ---: |" }
         for st in steps { h += " SSIM \(st) step\(st == 1 ? "" : "s") |"; rule += " ---: |" }
         h += " thumbnail, same bytes | its PSNR | its SSIM |"; rule += " --- | ---: | ---: |"
@@ -161,6 +176,10 @@ public struct EvalReport: Codable, Sendable {
             guard let base = codec(level: L, steps: steps[0]), let b = base.bytes else { continue }
             var line = "| \(L)\(L == defaultLevel ? " (default)" : "") | " + String(format: "%.1f", b) + " | \(base.maxBytes ?? 0) | "
                 + String(format: "%.0f%%", 100 * (base.withinBudget ?? 0)) + " |"
+            if !bar.isEmpty {
+                line += String(format: " %.1f |", payloadBytes[L - 1])
+                line += (bar[L - 1].map { String(format: " %.2f (k %d) |", $0.psnr, $0.coefficients) } ?? " - |")
+            }
             for st in steps { line += " " + (codec(level: L, steps: st).map { f2($0.psnr) } ?? "-") + " |" }
             for st in steps { line += " " + f3(codec(level: L, steps: st)?.ssim) + " |" }
             let k = Self.thumbnailSide(forBytes: b)
@@ -174,6 +193,13 @@ public struct EvalReport: Codable, Sendable {
         s += "\n| reference (default level \(defaultLevel), \(defaultSteps) step\(defaultSteps == 1 ? "" : "s")) | PSNR | SSIM | bytes |\n| --- | ---: | ---: | ---: |\n"
         for r in rows where r.name != "codec" {
             s += "| \(r.name) | \(f2(r.psnr)) | \(f3(r.ssim)) | " + (r.bytes.map { String(format: "%.0f", $0) } ?? "-") + " |\n"
+        }
+        if !bar.isEmpty, let d = linearBarData, let v = linearBarViews {
+            s += "\nPCA, same payload: the best linear single-vector code of at most the level's mean payload bytes "
+                + "(PCA of the \(v) codec views of `\((d as NSString).lastPathComponent)` and their mirror images; the number of "
+                + "coefficients k and one step chosen for the best PSNR; bytes = ideal code length of a static Laplacian per "
+                + "coefficient; LinearCode). The codec's payload bytes are real arithmetic-coded bytes, its records add the "
+                + "container on top.\n"
         }
         if let c = tokenCosine, let e = sslEncoder {
             s += "\nMean cosine of the token to the SSL encoder's token (`\(e)`) on the same view: " + String(format: "%.4f", c) + ".\n"
@@ -202,6 +228,7 @@ public enum Evaluator {
     /// thumbnail of the default level's bytes.
     public static func run(model path: String, data: String, steps extraSteps: [Int] = [1], limit: Int? = nil,
                            byteBudget: Int = 128, grid: GridOptions? = nil, sslEncoder: String? = nil,
+                           linearBar barData: String? = nil,
                            progress: (String) -> Void = { _ in }) throws -> EvalReport {
         let model = try CodecModel(path: path)
         let set = try Pictures.open(data)
@@ -275,6 +302,18 @@ public enum Evaluator {
         }
         var report = EvalReport(model: path, fingerprint: model.fingerprintHex, data: data, pictures: n, imageSize: S,
                                 defaultLevel: dl, defaultSteps: ds, steps: stepList, byteBudget: byteBudget, rows: rows)
+        report.payloadBytes = Quantizer.levels.map { L in Double(records[L].reduce(0) { $0 + $1.payload.count }) / Double(n) }
+        if let bd = barData {
+            let (tv, tn) = LinearCode.views(try Pictures.open(bd), size: S, flips: true)
+            progress("linear bar: PCA of \(tn) views")
+            let code = LinearCode.fit(views: tv, count: tn, size: S, components: 512)
+            var vv = [Float]()
+            for r in refs { vv += r.planarFloats(scale: 1, offset: 0) }
+            let curve = code.curve(views: vv, count: n)
+            report.linearBar = report.payloadBytes.map { LinearCode.best(curve, within: $0) }
+            report.linearBarData = bd
+            report.linearBarViews = tn
+        }
         if let sp = sslEncoder {
             let ssl = try Dinov2Encoder.load(path: sp, imageSize: S)
             var total = 0.0
@@ -282,12 +321,13 @@ public enum Evaluator {
                 let z = Codec.token(pics[i], model: model)
                 let px = Tensor([1, 3, S, S], refs[i].planarFloats(scale: 1, offset: 0))
                 let c0 = ssl.forward(ssl.normalize(pixels255: px)).token
-                guard c0.count == z.count else {
-                    throw TrainError.data("--ssl-encoder token size \(c0.count) != the model's \(z.count)")
+                // a token with layout coordinates is compared with the SSL token padded with zeros
+                guard c0.count == model.adapter.dim else {
+                    throw TrainError.data("--ssl-encoder token size \(c0.count) != the model's \(model.adapter.dim)")
                 }
                 var dot = 0.0, na = 0.0, nb = 0.0
                 for d in 0..<z.count {
-                    let a = Double(z.data[d]), b = Double(c0.data[d])
+                    let a = Double(z.data[d]), b = d < c0.count ? Double(c0.data[d]) : 0
                     dot += a * b; na += a * a; nb += b * b
                 }
                 total += dot / max((na * nb).squareRoot(), 1e-30)

@@ -1,6 +1,7 @@
 import Foundation
 import RepTokCodec
 import RepTokData
+import RepTokEval
 import RepTokFormat
 import RepTokImage
 import RepTokModels
@@ -96,13 +97,17 @@ public enum Exporter {
             throw TrainError.export("no validation data (give --val)")
         }
         let valSet = try Pictures.open(vp)
-        let D = trainer.encoderConfig.hiddenSize, S = cfg.imageSize
+        let D = model.decoder.config.tokenDim, S = cfg.imageSize
         log("export: tokens of \(trainSet.count) training pictures")
         let trainTokens = try tokens(of: trainSet, model: model, size: S)
         let valTokens = try tokens(of: valSet, model: model, size: S)
         var valDims = [(Int, Int)]()
         for i in 0..<valSet.count { valDims.append((valSet.width(i), valSet.height(i))) }
 
+        if model.adapter.layoutDim > 0 {
+            return try exportLaplace(trainer, options: o, named: named, weightType: weightType, trainSet: trainSet,
+                                     valSet: valSet, log: log)
+        }
         let pca = Quantizer.fit(tokens: trainTokens, dim: D)
         let sigma1 = max(pca.sigma.first ?? 1, 1e-6)
         // the step: the smallest base step whose default-level records fit the budget
@@ -176,33 +181,11 @@ public enum Exporter {
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         try w.write(to: o.out)
 
-        // verify through the file, as the codec will use it
-        let cm = try CodecModel(path: o.out)
-        var levels = [LevelBytes]()
         var pics = [RGBImage]()
         for i in 0..<valSet.count { pics.append(Pictures.picture(valSet, i)) }
-        var sizes = [[Int]](repeating: [], count: 10)
-        for p in pics {
-            for L in Quantizer.levels {
-                sizes[L].append(try Codec.encode(p, model: cm, options: EncodeOptions(level: L)).serializedCount)
-            }
-        }
-        for L in Quantizer.levels {
-            let s = sizes[L]
-            levels.append(LevelBytes(level: L, mean: Double(s.reduce(0, +)) / Double(s.count), max: s.max()!, min: s.min()!,
-                                     withinBudget: Double(s.filter { $0 <= o.recordBytes }.count) / Double(s.count)))
-        }
-        let rec = try Codec.encode(pics[0], model: cm)
-        let parsed = try RTKRecord.parse(try rec.serialized())
-        guard parsed.count == 1, parsed[0] == rec else { throw TrainError.export("record does not round-trip") }
-        let back = try Codec.decode(parsed[0], model: cm, options: DecodeOptions(native: true))
-        let psnr = Baselines.psnr(back, Codec.modelView(pics[0], size: S))
-        let fileBytes = (try FileManager.default.attributesOfItem(atPath: o.out)[.size] as? Int) ?? 0
-        return ExportReport(path: o.out, fileBytes: fileBytes, fingerprint: cm.fingerprintHex, baseStep: base,
-                            baseStepInSigma: base / sigma1, defaultLevel: o.defaultLevel,
-                            dictionaryBytes: q.dictionary.count, trainPictures: trainSet.count, valPictures: valSet.count,
-                            recordBudget: o.recordBytes, levels: levels, roundTripPSNR: psnr, budgetStep: budgetStep,
-                            unquantizedPSNR: knee?.ceiling, defaultLevelPSNR: knee?.chosen)
+        return try verify(o.out, valPics: pics, size: S, recordBytes: o.recordBytes, baseStep: base, sigma1: sigma1,
+                          trainPictures: trainSet.count, dictionaryBytes: q.dictionary.count, budgetStep: budgetStep,
+                          knee: knee)
     }
 
     static func defaultValPath(_ data: String) -> String? {
@@ -227,7 +210,7 @@ public enum Exporter {
 
     /// Mean PSNR of decoding `tokens` (seed 0, as records are written) against `refs`.
     static func meanPSNR(_ model: RepTokModel, tokens: [Float], refs: [RGBImage], steps: Int, sampler: String) -> Double {
-        let D = model.encoder.config.hiddenSize, S = model.decoder.config.imageSize
+        let D = model.decoder.config.tokenDim, S = model.decoder.config.imageSize
         let kind: SamplerKind = sampler == "heun" ? .heun : .euler
         var total = 0.0
         for (i, ref) in refs.enumerated() {
@@ -251,7 +234,7 @@ public enum Exporter {
                 let v = Codec.modelView(Pictures.picture(set, i + b), size: S).planarFloats(scale: 1, offset: 0)
                 v.withUnsafeBufferPointer { (px.data + b * 3 * S * S).update(from: $0.baseAddress!, count: 3 * S * S) }
             }
-            let z = model.adapter.forward(model.encoder.forward(model.encoder.normalize(pixels255: px)).token)
+            let z = TokenAdapter.latent(encoder: model.encoder, adapter: model.adapter, pixels255: px)
             out.append(contentsOf: z.array)
             i += n
         }
@@ -268,5 +251,261 @@ public enum Exporter {
                                  steps: 1, name: nil, payload: payload).serializedCount
             }
         }
+    }
+}
+
+// MARK: - Sensitivity-weighted quantizer with static Laplacian coding
+
+extension Exporter {
+    /// Mean whole-record bytes the levels aim at, level 1 to 9 (geometric, 40 to 160 bytes).
+    public static let levelTargets: [Double] = (0..<9).map { 40 * pow(4.0, Double($0) / 8) }
+
+    /// Latents [n, D] of views [n, 3 S^2] in 0...255.
+    static func latents(_ model: RepTokModel, views x: [Float], count n: Int, size S: Int, batch: Int = 32) -> [Float] {
+        let d = 3 * S * S
+        var out = [Float]()
+        var i = 0
+        while i < n {
+            let b = min(batch, n - i)
+            let px = Tensor([b, 3, S, S], Array(x[i * d..<(i + b) * d]))
+            out += TokenAdapter.latent(encoder: model.encoder, adapter: model.adapter, pixels255: px).array
+            i += b
+        }
+        return out
+    }
+
+    /// The mean over pictures of J^T J, J the Jacobian of the 1-step decode (pixels 0...255, the
+    /// record's noise of seed 0) with respect to the token: one Gaussian probe r per picture
+    /// gives J^T r, whose outer products average to J^T J.
+    static func sensitivity(_ model: RepTokModel, tokens: [Float], count n: Int, batch: Int = 16) -> [Double] {
+        let dec = model.decoder, D = dec.config.tokenDim, S = dec.config.imageSize, d = 3 * S * S
+        let noise1 = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+        var g = [Double](repeating: 0, count: D * D)
+        var i = 0
+        while i < n {
+            let b = min(batch, n - i)
+            let xt = Tensor(uninitialized: [b, 3, S, S])
+            for r in 0..<b { (xt.data + r * d).update(from: noise1.data, count: d) }
+            let z = Tensor([b, D], Array(tokens[i * D..<(i + b) * D]))
+            _ = dec.forward(xt, t: [Float](repeating: 1, count: b), z: z, cache: true)
+            let probe = Philox4x32(seed: 0x5E45).gaussian([b, 3, S, S], stream: UInt32(i))
+            for k in 0..<probe.count { probe.data[k] *= 127.5 }
+            let (_, dz) = dec.backward(probe, needInput: false)
+            for r in 0..<b {
+                let v = dz.data + r * D
+                for p in 0..<D { let a = Double(v[p]); if a == 0 { continue }; for q in 0..<D { g[p * D + q] += a * Double(v[q]) } }
+            }
+            i += b
+        }
+        for k in 0..<g.count { g[k] /= Double(n) }
+        for p in dec.parameters { p.zeroGrad() }
+        return g
+    }
+
+    /// The analysis/synthesis pair of the sensitivity-weighted PCA: with L = (G + eps I)^(1/2),
+    /// the eigenvectors v_i of L Sigma L give coordinates y_i = v_i^T L (z - mean) that are
+    /// uncorrelated and cost the same pixel error per unit, so one step for all of them spends
+    /// bits where the decoder needs them (reverse water-filling; the deadzone of a coarse step
+    /// zeroes the directions the decoder hardly sees).
+    static func weightedTransform(tokens: [Float], count n: Int, dim D: Int, sensitivity g: [Double])
+        -> (mean: [Float], analysis: [Float], synthesis: [Float], sigma: [Float]) {
+        var mean = [Double](repeating: 0, count: D)
+        for r in 0..<n { for j in 0..<D { mean[j] += Double(tokens[r * D + j]) } }
+        for j in 0..<D { mean[j] /= Double(n) }
+        var cov = [Double](repeating: 0, count: D * D)
+        for r in 0..<n {
+            let row = (0..<D).map { Double(tokens[r * D + $0]) - mean[$0] }
+            for a in 0..<D { let x = row[a]; for b in 0..<D { cov[a * D + b] += x * row[b] } }
+        }
+        for k in 0..<cov.count { cov[k] /= Double(max(n - 1, 1)) }
+        var trace = 0.0
+        for a in 0..<D { trace += g[a * D + a] }
+        let eps = 1e-4 * trace / Double(D)
+        var ge = g
+        for a in 0..<D { ge[a * D + a] += eps }
+        let (gw, gv) = Frechet.eigen(ge, n: D)
+        var l = [Double](repeating: 0, count: D * D), li = [Double](repeating: 0, count: D * D)
+        for a in 0..<D {
+            for b in 0..<D {
+                var s = 0.0, si = 0.0
+                for e in 0..<D {
+                    let w = max(gw[e], eps), p = gv[a * D + e] * gv[b * D + e]
+                    s += p * w.squareRoot(); si += p / w.squareRoot()
+                }
+                l[a * D + b] = s; li[a * D + b] = si
+            }
+        }
+        func mul(_ x: [Double], _ y: [Double]) -> [Double] {
+            var o = [Double](repeating: 0, count: D * D)
+            for a in 0..<D { for e in 0..<D { let xa = x[a * D + e]; if xa == 0 { continue }; for b in 0..<D { o[a * D + b] += xa * y[e * D + b] } } }
+            return o
+        }
+        var m = mul(mul(l, cov), l)
+        for a in 0..<D { for b in (a + 1)..<max(a + 1, D) { let v = 0.5 * (m[a * D + b] + m[b * D + a]); m[a * D + b] = v; m[b * D + a] = v } }
+        let (mw, mv) = Frechet.eigen(m, n: D)
+        let order = (0..<D).sorted { mw[$0] > mw[$1] }
+        var analysis = [Float](repeating: 0, count: D * D), synthesis = [Float](repeating: 0, count: D * D)
+        var sigma = [Float](repeating: 0, count: D)
+        for (i, e) in order.enumerated() {
+            var big = 0.0, sign = 1.0
+            for j in 0..<D where abs(mv[j * D + e]) > big { big = abs(mv[j * D + e]); sign = mv[j * D + e] < 0 ? -1 : 1 }
+            for b in 0..<D {
+                var a = 0.0, s = 0.0
+                for j in 0..<D { let v = sign * mv[j * D + e]; a += v * l[j * D + b]; s += li[b * D + j] * v }
+                analysis[i * D + b] = Float(a); synthesis[i * D + b] = Float(s)
+            }
+            sigma[i] = Float(max(mw[e], 0).squareRoot())
+        }
+        return (mean.map { Float($0) }, analysis, synthesis, sigma)
+    }
+
+    static func exportLaplace(_ trainer: TokenizerTrainer, options o: ExportOptions, named: [(String, Tensor)],
+                              weightType: SafeTensorsDType, trainSet: PackedDataset, valSet: PackedDataset,
+                              log: (String) -> Void) throws -> ExportReport {
+        let model = trainer.model, cfg = trainer.config
+        let D = model.decoder.config.tokenDim, S = cfg.imageSize
+        let (views, n) = LinearCode.views(trainSet, size: S, flips: true)
+        log("export: tokens of \(n) training views (pictures and mirror images)")
+        let trainTokens = latents(model, views: views, count: n, size: S)
+        log("export: decoder sensitivity (J^T J of the 1-step decode, \(n) probes)")
+        let g = sensitivity(model, tokens: trainTokens, count: n)
+        let t = weightedTransform(tokens: trainTokens, count: n, dim: D, sensitivity: g)
+        var plain = Quantizer(mean: t.mean, rotation: t.analysis, sigma: t.sigma, dictionary: [], baseStep: 1,
+                              synthesis: t.synthesis, entropy: .laplace, scale: [Float](repeating: 1, count: D))
+        // Laplace scales: mean |y_i| over the training tokens
+        var absSum = [Double](repeating: 0, count: D)
+        var ys = [[Float]]()
+        trainTokens.withUnsafeBufferPointer { tp in
+            for r in 0..<n {
+                let y = plain.rotate(tp.baseAddress! + r * D)
+                for i in 0..<D { absSum[i] += Double(abs(y[i])) }
+                if r % 2 == 0 { ys.append(y) }                              // the pictures themselves, for sizes
+            }
+        }
+        let scale = absSum.map { Float(max($0 / Double(n), 1e-12)) }
+        plain = Quantizer(mean: t.mean, rotation: t.analysis, sigma: t.sigma, dictionary: [], baseStep: 1,
+                          synthesis: t.synthesis, entropy: .laplace, scale: scale)
+        // level steps: mean whole-record bytes of the training pictures on the targets
+        var dims = [(Int, Int)]()
+        for i in 0..<trainSet.count { dims.append((trainSet.width(i), trainSet.height(i))) }
+        // per level: the coded coordinate count k and the step whose records hit the level's mean
+        // byte target on the training pictures with the least distortion in the weighted space
+        // (squared error of the coded coordinates plus the energy of the dropped ones)
+        func measure(_ step: Float, k: Int) -> (bytes: Double, distortion: Double) {
+            let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9))
+            let tables = q.laplaceTables(level: 1)
+            var total = 0, dist = 0.0
+            for (y, wh) in zip(ys, dims) {
+                var sym = [Int32](repeating: 0, count: k)
+                for i in 0..<D {
+                    if i < k {
+                        let v = max(-1_000_000, min(1_000_000, (y[i] / step).rounded()))
+                        sym[i] = Int32(v)
+                        let e = Double(y[i]) - Double(v) * Double(step); dist += e * e
+                    } else {
+                        dist += Double(y[i]) * Double(y[i])
+                    }
+                }
+                let payload = LaplaceCoder.encode(sym, tables: tables)
+                total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
+                                   steps: 1, name: nil, payload: payload).serializedCount
+            }
+            return (Double(total) / Double(ys.count), dist / Double(ys.count))
+        }
+        let sigma1 = Double(max(t.sigma.first ?? 1, 1e-12))
+        var kList = [8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512].filter { $0 < D }
+        kList.append(D)
+        var steps = [Float](), counts = [Int]()
+        for (li, target) in levelTargets.enumerated() {
+            var best: (k: Int, step: Float, bytes: Double, distortion: Double)?
+            for k in kList {
+                var lo = log2(sigma1 * 1e-4), hi = log2(sigma1 * 50)            // bytes fall as the step grows
+                guard measure(Float(exp2(hi)), k: k).bytes <= target else { continue }
+                for _ in 0..<22 {
+                    let mid = (lo + hi) / 2
+                    if measure(Float(exp2(mid)), k: k).bytes > target { lo = mid } else { hi = mid }
+                }
+                let m = measure(Float(exp2(hi)), k: k)
+                if best == nil || m.distortion < best!.distortion { best = (k, Float(exp2(hi)), m.bytes, m.distortion) }
+            }
+            guard let b = best else { throw TrainError.export("no step reaches \(target) bytes at level \(li + 1)") }
+            steps.append(b.step); counts.append(b.k)
+            log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1): %.1f B on the training pictures (target %.1f)",
+                       li + 1, b.k, b.step, Double(b.step) / sigma1, b.bytes, target))
+        }
+        let q = plain.with(levelSteps: steps)
+        // default level: the highest whose records all fit the budget on the validation pictures
+        var valPics = [RGBImage]()
+        for i in 0..<valSet.count { valPics.append(Pictures.picture(valSet, i)) }
+        let valTokens = try tokens(of: valSet, model: model, size: S)
+        var defaultLevel = 1
+        for L in Quantizer.levels {
+            let sizes = try recordSizes(q, tokens: valTokens, dims: valPics.map { ($0.width, $0.height) }, level: L)
+            if Double(sizes.filter { $0 <= o.recordBytes }.count) >= o.fitFraction * Double(sizes.count) - 1e-9 { defaultLevel = L }
+        }
+        log("export: default level \(defaultLevel) (the highest whose validation records fit \(o.recordBytes) B)")
+        var codec = CodecConfig()
+        codec.defaultLevel = defaultLevel
+        codec.defaultSteps = o.defaultSteps
+        codec.defaultSampler = o.sampler
+        codec.baseStep = steps[4]
+        codec.levelSteps = steps
+        codec.levelCoefficients = counts
+        codec.entropy = .laplace
+        codec.bootstrap = o.bootstrap
+        let st = trainer.state
+        codec.description = o.description.replacingOccurrences(of: "{minutes}", with: String(Int((st.wallSeconds / 60).rounded())))
+        var training = try JSONText.object(cfg) as! [String: Any]
+        training["steps"] = st.step
+        training["wall_seconds"] = (st.wallSeconds * 10).rounded() / 10
+        training["samples"] = st.samples
+        training["threads"] = st.threads
+        training["weights"] = "ema"
+        let json = try ModelFile.configJSON(encoder: trainer.encoderConfig, decoder: model.decoder.config,
+                                            extra: ["codec": try JSONText.object(codec), "training": training])
+        var w = SafeTensorsWriter(metadata: ["reptok.config": json])
+        for (k, t) in named { try w.add(k, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: weightType) }
+        try w.add("frozen.cls_token", shape: model.frozenCLS.shape, values: UnsafeBufferPointer(model.frozenCLS.buffer), as: weightType)
+        try w.add("quantizer.mean", shape: [D], values: q.mean, as: .F32)
+        try w.add("quantizer.rotation", shape: [D, D], values: q.rotation, as: .F32)
+        try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)
+        try w.add("quantizer.sigma", shape: [D], values: q.sigma, as: .F32)
+        try w.add("quantizer.scale", shape: [D], values: q.scale, as: .F32)
+        let dir = (o.out as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        try w.write(to: o.out)
+        return try verify(o.out, valPics: valPics, size: S, recordBytes: o.recordBytes, baseStep: steps[4],
+                          sigma1: Float(sigma1), trainPictures: trainSet.count, dictionaryBytes: 0, budgetStep: steps[4],
+                          knee: nil)
+    }
+
+    /// Record sizes per level and a round trip, through the written file as the codec uses it.
+    static func verify(_ path: String, valPics pics: [RGBImage], size S: Int, recordBytes: Int, baseStep: Float, sigma1: Float,
+                       trainPictures: Int, dictionaryBytes: Int, budgetStep: Float,
+                       knee: (ceiling: Double, chosen: Double)?) throws -> ExportReport {
+        let cm = try CodecModel(path: path)
+        var levels = [LevelBytes]()
+        var sizes = [[Int]](repeating: [], count: 10)
+        for p in pics {
+            for L in Quantizer.levels {
+                sizes[L].append(try Codec.encode(p, model: cm, options: EncodeOptions(level: L)).serializedCount)
+            }
+        }
+        for L in Quantizer.levels {
+            let s = sizes[L]
+            levels.append(LevelBytes(level: L, mean: Double(s.reduce(0, +)) / Double(s.count), max: s.max()!, min: s.min()!,
+                                     withinBudget: Double(s.filter { $0 <= recordBytes }.count) / Double(s.count)))
+        }
+        let rec = try Codec.encode(pics[0], model: cm)
+        let parsed = try RTKRecord.parse(try rec.serialized())
+        guard parsed.count == 1, parsed[0] == rec else { throw TrainError.export("record does not round-trip") }
+        let back = try Codec.decode(parsed[0], model: cm, options: DecodeOptions(native: true))
+        let psnr = Baselines.psnr(back, Codec.modelView(pics[0], size: S))
+        let fileBytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return ExportReport(path: path, fileBytes: fileBytes, fingerprint: cm.fingerprintHex, baseStep: baseStep,
+                            baseStepInSigma: baseStep / sigma1, defaultLevel: cm.codec.defaultLevel,
+                            dictionaryBytes: dictionaryBytes, trainPictures: trainPictures, valPictures: pics.count,
+                            recordBudget: recordBytes, levels: levels, roundTripPSNR: psnr, budgetStep: budgetStep,
+                            unquantizedPSNR: knee?.ceiling, defaultLevelPSNR: knee?.chosen)
     }
 }
