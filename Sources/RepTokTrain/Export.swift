@@ -158,22 +158,7 @@ public enum Exporter {
         codec.defaultSteps = o.defaultSteps
         codec.defaultSampler = o.sampler
         codec.baseStep = base
-        codec.bootstrap = o.bootstrap
-        let st = trainer.state
-        codec.description = o.description.replacingOccurrences(of: "{minutes}", with: String(Int((st.wallSeconds / 60).rounded())))
-        var training = try JSONText.object(cfg) as! [String: Any]
-        training["steps"] = st.step
-        training["wall_seconds"] = (st.wallSeconds * 10).rounded() / 10
-        training["samples"] = st.samples
-        training["threads"] = st.threads
-        training["weights"] = "ema"
-        let json = try ModelFile.configJSON(encoder: trainer.encoderConfig, decoder: model.decoder.config,
-                                            extra: ["codec": try JSONText.object(codec), "training": training])
-        var w = SafeTensorsWriter(metadata: ["reptok.config": json])
-        for (k, t) in named { try w.add(k, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: weightType) }
-        try w.add("frozen.cls_token", shape: model.frozenCLS.shape, values: UnsafeBufferPointer(model.frozenCLS.buffer), as: weightType)
-        try w.add("quantizer.mean", shape: [D], values: q.mean, as: .F32)
-        try w.add("quantizer.rotation", shape: [D, D], values: q.rotation, as: .F32)
+        var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         try w.add("quantizer.sigma", shape: [D], values: q.sigma, as: .F32)
         let dict = q.dictionary.isEmpty ? [UInt8(0)] : q.dictionary
         try w.add("quantizer.dictionary", shape: [dict.count], dtype: .U8, rawBytes: dict)
@@ -186,6 +171,31 @@ public enum Exporter {
         return try verify(o.out, valPics: pics, size: S, recordBytes: o.recordBytes, baseStep: base, sigma1: sigma1,
                           trainPictures: trainSet.count, dictionaryBytes: q.dictionary.count, budgetStep: budgetStep,
                           knee: knee)
+    }
+
+    /// A model file's writer holding the config (codec part, training record), the network
+    /// weights, the frozen [CLS] embedding and the quantizer's mean, rotation and sigma.
+    static func writer(_ trainer: TokenizerTrainer, codec c: CodecConfig, options o: ExportOptions, named: [(String, Tensor)],
+                       weightType: SafeTensorsDType, quantizer q: Quantizer) throws -> SafeTensorsWriter {
+        let model = trainer.model, D = q.dim
+        var codec = c
+        codec.bootstrap = o.bootstrap
+        let st = trainer.state
+        codec.description = o.description.replacingOccurrences(of: "{minutes}", with: String(Int((st.wallSeconds / 60).rounded())))
+        var training = try JSONText.object(trainer.config) as! [String: Any]
+        training["steps"] = st.step
+        training["wall_seconds"] = (st.wallSeconds * 10).rounded() / 10
+        training["samples"] = st.samples
+        training["threads"] = st.threads
+        training["weights"] = "ema"
+        let json = try ModelFile.configJSON(encoder: trainer.encoderConfig, decoder: model.decoder.config,
+                                            extra: ["codec": try JSONText.object(codec), "training": training])
+        var w = SafeTensorsWriter(metadata: ["reptok.config": json])
+        for (k, t) in named { try w.add(k, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: weightType) }
+        try w.add("frozen.cls_token", shape: model.frozenCLS.shape, values: UnsafeBufferPointer(model.frozenCLS.buffer), as: weightType)
+        try w.add("quantizer.mean", shape: [D], values: q.mean, as: .F32)
+        try w.add("quantizer.rotation", shape: [D, D], values: q.rotation, as: .F32)
+        return w
     }
 
     static func defaultValPath(_ data: String) -> String? {
@@ -452,22 +462,7 @@ extension Exporter {
         codec.levelSteps = steps
         codec.levelCoefficients = counts
         codec.entropy = .laplace
-        codec.bootstrap = o.bootstrap
-        let st = trainer.state
-        codec.description = o.description.replacingOccurrences(of: "{minutes}", with: String(Int((st.wallSeconds / 60).rounded())))
-        var training = try JSONText.object(cfg) as! [String: Any]
-        training["steps"] = st.step
-        training["wall_seconds"] = (st.wallSeconds * 10).rounded() / 10
-        training["samples"] = st.samples
-        training["threads"] = st.threads
-        training["weights"] = "ema"
-        let json = try ModelFile.configJSON(encoder: trainer.encoderConfig, decoder: model.decoder.config,
-                                            extra: ["codec": try JSONText.object(codec), "training": training])
-        var w = SafeTensorsWriter(metadata: ["reptok.config": json])
-        for (k, t) in named { try w.add(k, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: weightType) }
-        try w.add("frozen.cls_token", shape: model.frozenCLS.shape, values: UnsafeBufferPointer(model.frozenCLS.buffer), as: weightType)
-        try w.add("quantizer.mean", shape: [D], values: q.mean, as: .F32)
-        try w.add("quantizer.rotation", shape: [D, D], values: q.rotation, as: .F32)
+        var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)
         try w.add("quantizer.sigma", shape: [D], values: q.sigma, as: .F32)
         try w.add("quantizer.scale", shape: [D], values: q.scale, as: .F32)
