@@ -20,6 +20,8 @@ public struct CodecConfig: Codable, Equatable, Sendable {
     public var levelSteps: [Float]?
     /// How many leading coordinates each level codes (nil: all). Written only when set.
     public var levelCoefficients: [Int]?
+    /// Encoder only: the rate-distortion weight of each level (Quantizer.levelRDO). Written only when set.
+    public var levelRDO: [Float]?
     /// The payload's entropy coder (Quantizer.Entropy). Written only when not zstd, so the
     /// configs (and fingerprints) of the first models are what they were.
     public var entropy: Quantizer.Entropy = .zstd
@@ -28,7 +30,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case defaultLevel = "default_level", defaultSteps = "default_steps", defaultSampler = "default_sampler"
-        case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", entropy
+        case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", levelRDO = "level_rdo", entropy
     }
 
     public func encode(to e: Encoder) throws {
@@ -38,6 +40,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         try c.encode(bootstrap, forKey: .bootstrap); try c.encode(baseStep, forKey: .baseStep)
         if let s = levelSteps { try c.encode(s, forKey: .levelSteps) }
         if let k = levelCoefficients { try c.encode(k, forKey: .levelCoefficients) }
+        if let r = levelRDO { try c.encode(r, forKey: .levelRDO) }
         if entropy != .zstd { try c.encode(entropy, forKey: .entropy) }
     }
 
@@ -51,6 +54,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         baseStep = try c.decodeIfPresent(Float.self, forKey: .baseStep) ?? 1
         levelSteps = try c.decodeIfPresent([Float].self, forKey: .levelSteps)
         levelCoefficients = try c.decodeIfPresent([Int].self, forKey: .levelCoefficients)
+        levelRDO = try c.decodeIfPresent([Float].self, forKey: .levelRDO)
         entropy = try c.decodeIfPresent(Quantizer.Entropy.self, forKey: .entropy) ?? .zstd
     }
 }
@@ -125,9 +129,14 @@ public final class CodecModel: @unchecked Sendable {
                     throw ModelError.invalidConfig("level_coefficients must be 9 counts in 0-\(D)")
                 }
             }
+            if let r = codec.levelRDO {
+                guard r.count == Quantizer.levels.count, r.allSatisfy({ $0 >= 0 && $0.isFinite }), codec.entropy == .laplace else {
+                    throw ModelError.invalidConfig("level_rdo must be 9 weights >= 0, with entropy laplace")
+                }
+            }
             quantizer = Quantizer(mean: mean, rotation: rot, sigma: sigma, dictionary: dict.count > 1 ? dict : [],
                                   baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
-                                  levelCoefficients: codec.levelCoefficients,
+                                  levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO,
                                   entropy: codec.entropy, scale: scale)
             guard Quantizer.levels.contains(codec.defaultLevel), (1...1000).contains(codec.defaultSteps),
                   SamplerKind(rawValue: codec.defaultSampler) != nil else {

@@ -35,6 +35,9 @@ public struct Quantizer: Sendable, Equatable {
     /// How many leading coordinates each level codes (nil: all); the others decode as zero
     /// (an infinite step: the water level of reverse water-filling lies above their variance).
     public let levelCoefficients: [Int]?
+    /// Encoder only, per level: the rate-distortion weight of `quantize` (squared steps per bit;
+    /// nil or 0: plain rounding). Decoding does not depend on it.
+    public let levelRDO: [Float]?
     public let entropy: Entropy
     /// Laplace scale of each coordinate (entropy laplace).
     public let scale: [Float]
@@ -44,12 +47,15 @@ public struct Quantizer: Sendable, Equatable {
 
     public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float,
                 synthesis: [Float]? = nil, levelSteps: [Float]? = nil, levelCoefficients: [Int]? = nil,
-                entropy: Entropy = .zstd, scale: [Float] = []) {
+                levelRDO: [Float]? = nil, entropy: Entropy = .zstd, scale: [Float] = []) {
         dim = mean.count
         self.mean = mean; self.rotation = rotation; self.sigma = sigma
         self.dictionary = dictionary; self.baseStep = baseStep
         self.synthesis = synthesis; self.levelSteps = levelSteps; self.entropy = entropy; self.scale = scale
         self.levelCoefficients = levelCoefficients
+        self.levelRDO = levelRDO
+        precondition(levelRDO == nil || (levelRDO!.count == Quantizer.levels.count && entropy == .laplace
+                     && levelRDO!.allSatisfy { $0 >= 0 && $0.isFinite }), "level_rdo: 9 weights >= 0, laplace only")
         precondition(levelCoefficients == nil || (levelCoefficients!.count == Quantizer.levels.count
                      && levelCoefficients!.allSatisfy { (0...mean.count).contains($0) }), "level_coefficients: 9 counts within the token size")
         precondition(levelSteps == nil || levelSteps!.count == Quantizer.levels.count, "level_steps needs 9 steps")
@@ -60,12 +66,14 @@ public struct Quantizer: Sendable, Equatable {
         a.mean == b.mean && a.rotation == b.rotation && a.sigma == b.sigma && a.dictionary == b.dictionary
             && a.baseStep == b.baseStep && a.synthesis == b.synthesis && a.levelSteps == b.levelSteps
             && a.entropy == b.entropy && a.scale == b.scale && a.levelCoefficients == b.levelCoefficients
+            && a.levelRDO == b.levelRDO
     }
 
-    /// The same quantizer with other level steps and coded coordinate counts.
-    public func with(levelSteps s: [Float], coefficients k: [Int]? = nil) -> Quantizer {
+    /// The same quantizer with other level steps, coded coordinate counts and RD weights.
+    public func with(levelSteps s: [Float], coefficients k: [Int]? = nil, rdo: [Float]? = nil) -> Quantizer {
         Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dictionary, baseStep: baseStep,
-                  synthesis: synthesis, levelSteps: s, levelCoefficients: k ?? levelCoefficients, entropy: entropy, scale: scale)
+                  synthesis: synthesis, levelSteps: s, levelCoefficients: k ?? levelCoefficients, levelRDO: rdo ?? levelRDO,
+                  entropy: entropy, scale: scale)
     }
 
     /// The number of leading coordinates a level codes.
@@ -108,8 +116,31 @@ public struct Quantizer: Sendable, Equatable {
 
     /// Integer symbols for a token at a level.
     public func symbols(_ z: UnsafePointer<Float>, level: Int) -> [Int32] {
+        quantize(rotate(z), level: level)
+    }
+
+    /// Symbols of rotated coordinates y at a level: the coded coordinates rounded to the step,
+    /// the rest 0. With an RD weight w > 0 (laplace), each nonzero value may move one step toward
+    /// zero when that lowers (y/step - q)^2 + w bits(q), bits from the level's table: fewer bytes
+    /// for a little more distortion, an encoder choice the decoder does not see.
+    public func quantize(_ y: [Float], level: Int) -> [Int32] {
         let s = step(level: level), k = coded(level: level)
-        return rotate(z).enumerated().map { i, y in i < k ? Int32(max(-1_000_000, min(1_000_000, (y / s).rounded()))) : 0 }
+        var q = y.enumerated().map { i, v in i < k ? Int32(max(-1_000_000, min(1_000_000, (v / s).rounded()))) : 0 }
+        guard let w = levelRDO?[level - 1], w > 0 else { return q }
+        let tables = laplaceTables(level: level)
+        for i in 0..<k where q[i] != 0 {
+            let t = tables[i], a = Int(q[i].magnitude)
+            guard a <= t.k else { continue }
+            func bits(_ v: Int) -> Double {
+                let sIdx = t.k + v
+                return -log2(Double(t.cum[sIdx + 1] - t.cum[sIdx]) / Double(LaplaceCoder.total))
+            }
+            let x = Double(y[i]) / Double(s), v0 = Int(q[i]), v1 = v0 > 0 ? v0 - 1 : v0 + 1
+            let j0 = (x - Double(v0)) * (x - Double(v0)) + Double(w) * bits(v0)
+            let j1 = (x - Double(v1)) * (x - Double(v1)) + Double(w) * bits(v1)
+            if j1 < j0 { q[i] = Int32(v1) }
+        }
+        return q
     }
 
     /// Symbols -> varint bytes (zigzag), trailing zeros dropped.
@@ -262,7 +293,8 @@ public struct Quantizer: Sendable, Equatable {
         }
         let dict = (try? RTKZstd.trainDictionary(samples: samples, maxBytes: maxBytes)) ?? []
         return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep,
-                         synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, entropy: entropy, scale: scale)
+                         synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, levelRDO: levelRDO,
+                         entropy: entropy, scale: scale)
     }
 }
 

@@ -31,6 +31,9 @@ public struct ExportOptions: Sendable {
     /// Shown by rtinfo; "{minutes}" is replaced by the training time in whole minutes.
     public var description = ""
     public var bootstrap = false
+    /// Laplace quantizers: the rate-distortion weights (squared steps per bit) each level's
+    /// calibration tries for its encoder (0: plain rounding).
+    public var rdoWeights: [Float] = [0, 0.1, 0.2, 0.35]
 
     public init(out: String) { self.out = out }
 }
@@ -401,22 +404,15 @@ extension Exporter {
         // per level: the coded coordinate count k and the step whose records hit the level's mean
         // byte target on the training pictures with the least distortion in the weighted space
         // (squared error of the coded coordinates plus the energy of the dropped ones)
-        func measure(_ step: Float, k: Int) -> (bytes: Double, distortion: Double) {
-            let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9))
+        func measure(_ step: Float, k: Int, rdo: Float) -> (bytes: Double, distortion: Double) {
+            let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9),
+                               rdo: [Float](repeating: rdo, count: 9))
             let tables = q.laplaceTables(level: 1)
             var total = 0, dist = 0.0
             for (y, wh) in zip(ys, dims) {
-                var sym = [Int32](repeating: 0, count: k)
-                for i in 0..<D {
-                    if i < k {
-                        let v = max(-1_000_000, min(1_000_000, (y[i] / step).rounded()))
-                        sym[i] = Int32(v)
-                        let e = Double(y[i]) - Double(v) * Double(step); dist += e * e
-                    } else {
-                        dist += Double(y[i]) * Double(y[i])
-                    }
-                }
-                let payload = LaplaceCoder.encode(sym, tables: tables)
+                let sym = q.quantize(y, level: 1)
+                for i in 0..<D { let e = Double(y[i]) - Double(sym[i]) * Double(step); dist += e * e }
+                let payload = LaplaceCoder.encode(Array(sym[0..<k]), tables: tables)
                 total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
                                    steps: 1, name: nil, payload: payload).serializedCount
             }
@@ -425,25 +421,27 @@ extension Exporter {
         let sigma1 = Double(max(t.sigma.first ?? 1, 1e-12))
         var kList = [8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512].filter { $0 < D }
         kList.append(D)
-        var steps = [Float](), counts = [Int]()
+        var steps = [Float](), counts = [Int](), rdos = [Float]()
         for (li, target) in levelTargets.enumerated() {
-            var best: (k: Int, step: Float, bytes: Double, distortion: Double)?
-            for k in kList {
-                var lo = log2(sigma1 * 1e-4), hi = log2(sigma1 * 50)            // bytes fall as the step grows
-                guard measure(Float(exp2(hi)), k: k).bytes <= target else { continue }
-                for _ in 0..<22 {
-                    let mid = (lo + hi) / 2
-                    if measure(Float(exp2(mid)), k: k).bytes > target { lo = mid } else { hi = mid }
+            var best: (k: Int, step: Float, rdo: Float, bytes: Double, distortion: Double)?
+            for rdo in o.rdoWeights {
+                for k in kList {
+                    var lo = log2(sigma1 * 1e-4), hi = log2(sigma1 * 50)        // bytes fall as the step grows
+                    guard measure(Float(exp2(hi)), k: k, rdo: rdo).bytes <= target else { continue }
+                    for _ in 0..<22 {
+                        let mid = (lo + hi) / 2
+                        if measure(Float(exp2(mid)), k: k, rdo: rdo).bytes > target { lo = mid } else { hi = mid }
+                    }
+                    let m = measure(Float(exp2(hi)), k: k, rdo: rdo)
+                    if best == nil || m.distortion < best!.distortion { best = (k, Float(exp2(hi)), rdo, m.bytes, m.distortion) }
                 }
-                let m = measure(Float(exp2(hi)), k: k)
-                if best == nil || m.distortion < best!.distortion { best = (k, Float(exp2(hi)), m.bytes, m.distortion) }
             }
             guard let b = best else { throw TrainError.export("no step reaches \(target) bytes at level \(li + 1)") }
-            steps.append(b.step); counts.append(b.k)
-            log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1): %.1f B on the training pictures (target %.1f)",
-                       li + 1, b.k, b.step, Double(b.step) / sigma1, b.bytes, target))
+            steps.append(b.step); counts.append(b.k); rdos.append(b.rdo)
+            log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1), RD weight %.2f: %.1f B on the training pictures (target %.1f)",
+                       li + 1, b.k, b.step, Double(b.step) / sigma1, b.rdo, b.bytes, target))
         }
-        let q = plain.with(levelSteps: steps)
+        let q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil)
         // default level: the highest whose records all fit the budget on the validation pictures
         var valPics = [RGBImage]()
         for i in 0..<valSet.count { valPics.append(Pictures.picture(valSet, i)) }
@@ -461,6 +459,7 @@ extension Exporter {
         codec.baseStep = steps[4]
         codec.levelSteps = steps
         codec.levelCoefficients = counts
+        codec.levelRDO = q.levelRDO
         codec.entropy = .laplace
         var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)

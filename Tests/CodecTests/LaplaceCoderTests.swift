@@ -125,4 +125,37 @@ final class LaplaceCoderTests: XCTestCase {
             }
         }
     }
+
+    /// The encoder's RD choice only moves values toward zero, costs fewer bytes in total, and its
+    /// records decode like any other (the decoder does not see the weight).
+    func testRateDistortionQuantizationSpendsFewerBytes() throws {
+        let D = 24
+        var rng = SplitMix64(seed: 21)
+        var rot = [Float](repeating: 0, count: D * D)
+        for i in 0..<D { rot[i * D + i] = 1 }
+        let scale = (0..<D).map { Float(2.0 / (1 + Double($0) * 0.3)) }
+        let base = Quantizer(mean: [Float](repeating: 0, count: D), rotation: rot, sigma: scale, dictionary: [], baseStep: 1,
+                             levelSteps: [Float](repeating: 0.5, count: 9), entropy: .laplace, scale: scale)
+        let rd = base.with(levelSteps: [Float](repeating: 0.5, count: 9), rdo: [Float](repeating: 0.2, count: 9))
+        var plainBytes = 0, rdBytes = 0, moved = 0
+        for _ in 0..<200 {
+            let z = scale.map { b -> Float in
+                let u = rng.uniform(-0.5, 0.5)
+                return Float(-Double(b) * (u < 0 ? -1 : 1) * log(1 - 2 * abs(u)))
+            }
+            let y = z.withUnsafeBufferPointer { base.rotate($0.baseAddress!) }
+            let a = base.quantize(y, level: 3), b = rd.quantize(y, level: 3)
+            for (p, q) in zip(a, b) {
+                XCTAssertTrue(p == q || (abs(Int(p)) - abs(Int(q)) == 1 && (q == 0 || p.signum() == q.signum())))
+                if p != q { moved += 1 }
+            }
+            let pa = try z.withUnsafeBufferPointer { try base.encode($0.baseAddress!, level: 3) }
+            let pb = try z.withUnsafeBufferPointer { try rd.encode($0.baseAddress!, level: 3) }
+            plainBytes += pa.count; rdBytes += pb.count
+            XCTAssertEqual(try rd.decode(pb, level: 3), rd.unrotate(b.map { Float($0) * 0.5 }))
+            XCTAssertEqual(try base.decode(pb, level: 3), try rd.decode(pb, level: 3), "decoding ignores the RD weight")
+        }
+        XCTAssertGreaterThan(moved, 0)
+        XCTAssertLessThan(rdBytes, plainBytes)
+    }
 }
