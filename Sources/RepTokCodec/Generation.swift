@@ -10,7 +10,8 @@ public final class GeneratorModel: @unchecked Sendable {
     public let path: String
     public let generator: TokenGenerator
     public let mean: [Float]
-    public let std: Float
+    /// One scalar std, or one per token dimension.
+    public let std: [Float]
     /// Fingerprint (16 hex digits) of the codec model whose tokens it generates.
     public let codecModel: String
     public var config: GeneratorConfig { generator.config }
@@ -33,10 +34,10 @@ public final class GeneratorModel: @unchecked Sendable {
         do {
             try ModelFile.load(generator.parameters, prefix: "generator.", from: file)
             let m = try ModelFile.tensor("normalization.mean", in: file), s = try ModelFile.tensor("normalization.std", in: file)
-            guard m.count == cfg.tokenDim, s.count == 1, s[0] > 0, s[0].isFinite else {
+            guard m.count == cfg.tokenDim, s.count == 1 || s.count == cfg.tokenDim, s.array.allSatisfy({ $0 > 0 && $0.isFinite }) else {
                 throw CodecError.model("\(path): bad normalization tensors")
             }
-            mean = m.array; std = s[0]
+            mean = m.array; std = s.array
         } catch let e as CodecError { throw e } catch { throw CodecError.model("\(path): \(error)") }
         generator.packForInference()  // loaded for sampling only: its weights never change
         codecModel = fp
@@ -62,7 +63,7 @@ public final class GeneratorModel: @unchecked Sendable {
         let u = FlowSampler(.euler, steps: steps).sample(noise: noise) { x, t in
             generator.guidedVelocity(x, t: t, labels: labels, scale: cfg, interval: interval)
         }
-        for b in 0..<B { for d in 0..<D { u.data[b * D + d] = u.data[b * D + d] * std + mean[d] } }
+        for b in 0..<B { for d in 0..<D { u.data[b * D + d] = u.data[b * D + d] * std[std.count == 1 ? 0 : d] + mean[d] } }
         return u
     }
 

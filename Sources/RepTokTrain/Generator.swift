@@ -5,7 +5,8 @@
 //    random-resized crops, flips, mild jitter: what the tokenizer trained on), each through the
 //    codec model's frozen encoder + adapter, with its class label (ImageFolder subfolder).
 //    Tokens are standardized: u = (z - mean) / std, mean per dimension, std one scalar (RMS over
-//    dimensions), stored with the cache and in the exported file.
+//    dimensions) or, with `--per-dim-std`, one per dimension (tokens whose dimensions differ in
+//    scale, like a layout model's), stored with the cache and in the exported file.
 // 2. Flow matching on u: u_t = (1 - t) u + t eps, target eps - u, t logit-normal with a uniform
 //    share; labels dropped to the null class with probability `labelDrop` (classifier-free
 //    guidance). AdamW, warm-up + cosine, clipping, EMA; every draw of step s is keyed by
@@ -42,13 +43,15 @@ public struct GeneratorTrainConfig: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     public var checkpointMinutes = 5.0
     public var logEvery = 50
+    /// Standardize every token dimension by its own std (nil: one scalar std, the first files).
+    public var perDimStd: Bool?
 
     public init(data: String, model: String? = nil) { self.data = data; self.model = model }
 
     enum CodingKeys: String, CodingKey {
         case data, model, views, width, depth, mlpRatio = "mlp_ratio", batch, lr, minLR = "min_lr", warmup, steps
         case weightDecay = "weight_decay", clip, ema, labelDrop = "label_drop", tUniform = "t_uniform", seed
-        case checkpointMinutes = "checkpoint_minutes", logEvery = "log_every"
+        case checkpointMinutes = "checkpoint_minutes", logEvery = "log_every", perDimStd = "per_dim_std"
     }
 
     public func validate() throws {
@@ -85,7 +88,8 @@ public struct TokenSet {
     public let labels: [Int]
     public let classes: [String]
     public let mean: [Float]
-    public let std: Float
+    /// One scalar, or one per dimension.
+    public let std: [Float]
     public var count: Int { labels.count }
 }
 
@@ -194,10 +198,12 @@ public final class GeneratorTrainer {
         var mean = [Float](repeating: 0, count: D)
         for i in 0..<N { for d in 0..<D { mean[d] += raw[i * D + d] } }
         for d in 0..<D { mean[d] /= Float(N) }
-        var ss = 0.0
-        for i in 0..<N { for d in 0..<D { let c = Double(raw[i * D + d] - mean[d]); ss += c * c } }
-        let std = Float(max((ss / Double(N * D)).squareRoot(), 1e-8))
-        for i in 0..<N { for d in 0..<D { raw[i * D + d] = (raw[i * D + d] - mean[d]) / std } }
+        var ss = [Double](repeating: 0, count: D)
+        for i in 0..<N { for d in 0..<D { let c = Double(raw[i * D + d] - mean[d]); ss[d] += c * c } }
+        let std: [Float] = config.perDimStd == true
+            ? ss.map { Float(max(($0 / Double(N)).squareRoot(), 1e-8)) }
+            : [Float(max((ss.reduce(0, +) / Double(N * D)).squareRoot(), 1e-8))]
+        for i in 0..<N { for d in 0..<D { raw[i * D + d] = (raw[i * D + d] - mean[d]) / std[std.count == 1 ? 0 : d] } }
         data = TokenSet(dim: D, tokens: raw, labels: labels, classes: ds.classNames, mean: mean, std: std)
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         var w = SafeTensorsWriter(metadata: ["reptok.tokens": try JSONText.string(
@@ -206,7 +212,7 @@ public final class GeneratorTrainer {
         try w.add("tokens", shape: [N, D], values: raw, as: .F32)
         try w.add("labels", shape: [N], values: labels.map(Float.init), as: .F32)
         try w.add("mean", shape: [D], values: mean, as: .F32)
-        try w.add("std", shape: [1], values: [std], as: .F32)
+        try w.add("std", shape: [std.count], values: std, as: .F32)
         try w.write(to: cachePath)
         log("rttrain generator: \(N) tokens of \(ds.count) pictures (\(config.views) views each), \(ds.classNames.count) classes; cached in \(cachePath)")
     }
@@ -225,7 +231,7 @@ public final class GeneratorTrainer {
             throw TrainError.data("token cache shape")
         }
         return TokenSet(dim: t.shape[1], tokens: t.array, labels: l.array.map { Int($0) }, classes: classes,
-                        mean: m.array, std: s[0])
+                        mean: m.array, std: s.array)
     }
 
     // MARK: - Training
@@ -345,7 +351,7 @@ public final class GeneratorTrainer {
         }
         guard let d = data else { throw TrainError.export("no token statistics (run the training first)") }
         try w.add("normalization.mean", shape: [d.dim], values: d.mean, as: .F32)
-        try w.add("normalization.std", shape: [1], values: [d.std], as: .F32)
+        try w.add("normalization.std", shape: [d.std.count], values: d.std, as: .F32)
         try w.write(to: path)
     }
 }

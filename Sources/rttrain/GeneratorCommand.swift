@@ -33,6 +33,8 @@ struct GeneratorCommand: ParsableCommand {
     @Option(name: .long, help: "Run seed.") var seed: UInt64 = 0
     @Option(name: .long, help: "Minutes between checkpoints.") var checkpointMinutes: Double = 5
     @Option(name: .long, help: "Steps between log lines when stderr is not a terminal.") var logEvery = 50
+    @Flag(name: .long, help: "Standardize every token dimension by its own std (tokens whose dimensions differ in scale, as a layout model's).")
+    var perDimStd = false
     @Option(name: .long, help: "Threads (default: REPTOK_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Generator file to write at the end (default: OUT/generator.safetensors).") var export: String?
     @Flag(name: .long, help: "Store the exported weights as F16.") var fp16 = false
@@ -54,6 +56,7 @@ struct GeneratorCommand: ParsableCommand {
                 c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.weightDecay = weightDecay
                 c.ema = ema; c.labelDrop = labelDrop; c.tUniform = tUniform; c.seed = seed
                 c.checkpointMinutes = checkpointMinutes; c.logEvery = logEvery
+                if perDimStd { c.perDimStd = true }
                 trainer = try GeneratorTrainer(config: c, runDir: out)
                 stderrLine("rttrain generator: \(out): \(trainer.generator.parameterCount) parameters, "
                            + "\(trainer.generator.config.classes.count) classes, tokens of model \(trainer.codec.fingerprintHex)")

@@ -21,13 +21,14 @@ final class GeneratorTrainerTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
     /// A tiny codec model (exported from a 2-step tokenizer run) and a two-class picture pack.
-    func fixture() throws -> (model: String, data: String) {
+    func fixture(layout: Bool = false) throws -> (model: String, data: String) {
         let plain = dir + "/plain.rtds"
         try Pictures.write(TrainTests.pictures(6), to: plain)
         var c = TrainConfig(data: plain)
         c.imageSize = 16; c.patch = 4; c.width = 32; c.depth = 1; c.heads = 2
         c.encWidth = 32; c.encDepth = 1; c.encHeads = 2; c.encPatch = 8
         c.batch = 3; c.steps = 2; c.warmup = 1; c.tune = "all"; c.seed = 3; c.logEvery = 1000
+        if layout { c.layoutDim = 5; c.layoutSize = 4; c.skipSize = 4 }
         let t = try TokenizerTrainer(config: c, runDir: nil)
         t.quiet = true
         _ = try t.run()
@@ -117,5 +118,49 @@ final class GeneratorTrainerTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("not a reptok generator"), "\(e)")
         }
         XCTAssertThrowsError(try GeneratorModel(path: dir + "/missing.safetensors"))
+    }
+
+    /// A layout model end to end: the laplace export loads as a codec model whose levels spend
+    /// more bytes for less error, and a per-dimension standardized generator samples its tokens.
+    func testLayoutModelExportAndPerDimensionGenerator() throws {
+        let f = try fixture(layout: true)
+        let codec = try CodecModel(path: f.model)
+        XCTAssertEqual(codec.adapter.layoutDim, 5)
+        XCTAssertEqual(codec.quantizer.dim, 37)
+        XCTAssertEqual(codec.codec.entropy, .laplace)
+        XCTAssertEqual(codec.codec.levelSteps?.count, 9)
+        let pic = TrainTests.pictures(6)[1]
+        var bytes = [Int](), errs = [Double]()
+        for L in Quantizer.levels {
+            let rec = try Codec.encode(pic, model: codec, options: EncodeOptions(level: L))
+            bytes.append(rec.payload.count)
+            let z = try Codec.latent(rec, model: codec), z0 = Codec.token(pic, model: codec)
+            let y = z.array.withUnsafeBufferPointer { codec.quantizer.rotate($0.baseAddress!) }
+            let y0 = z0.array.withUnsafeBufferPointer { codec.quantizer.rotate($0.baseAddress!) }
+            errs.append(zip(y, y0).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) })
+            XCTAssertEqual(try Codec.decode(rec, model: codec).width, pic.width)
+        }
+        XCTAssertLessThan(bytes[0], bytes[8])
+        XCTAssertLessThan(errs[8], errs[0])
+
+        var c = config(f)
+        c.perDimStd = true
+        let a = try GeneratorTrainer(config: c, runDir: dir + "/pd")
+        a.quiet = true
+        XCTAssertEqual(try a.run(), .finished)
+        let D = a.data.dim
+        XCTAssertEqual(a.data.std.count, D)
+        for d in 0..<D {   // every dimension standardized on its own
+            var v = 0.0
+            for i in 0..<a.data.count { v += Double(a.data.tokens[i * D + d] * a.data.tokens[i * D + d]) }
+            XCTAssertEqual(v / Double(a.data.count), 1, accuracy: 1e-3)
+        }
+        let path = dir + "/gen-pd.safetensors"
+        try a.export(to: path)
+        let g = try GeneratorModel(path: path)
+        XCTAssertEqual(g.std.count, D)
+        let z = g.sample(labels: [0, 1], seed: 1, steps: 4, cfg: 1.5, interval: 0.3...0.9)
+        XCTAssertTrue(z.array.allSatisfy { $0.isFinite })
+        XCTAssertEqual(z.count, 2 * codec.quantizer.dim)
     }
 }
