@@ -28,8 +28,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 say "reconstruction tables and grid (rttrain eval)"
-$B/rttrain eval --model "$M" --data data/val.rtds --steps 1 8 --ssl-encoder "$SSL" --markdown \
-  --grid "$W/grid.png" --grid-pictures 8 > "$W/eval.md"
+$B/rttrain eval --model "$M" --data data/val.rtds --steps 1 8 --ssl-encoder "$SSL" --linear-bar data/train.rtds \
+  --markdown --grid "$W/grid.png" --grid-pictures 8 > "$W/eval.md"
 
 say "sample grids (rtgen --grid)"
 $B/rtgen -m "$M" -g "$G" -n 60 --grid "$W/samples.png" -f --quiet

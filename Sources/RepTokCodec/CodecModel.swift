@@ -22,6 +22,8 @@ public struct CodecConfig: Codable, Equatable, Sendable {
     public var levelCoefficients: [Int]?
     /// Encoder only: the rate-distortion weight of each level (Quantizer.levelRDO). Written only when set.
     public var levelRDO: [Float]?
+    /// Per level, a factor on the Laplace scales of its tables (Quantizer.levelScale). Written only when set.
+    public var levelScale: [Float]?
     /// The payload's entropy coder (Quantizer.Entropy). Written only when not zstd, so the
     /// configs (and fingerprints) of the first models are what they were.
     public var entropy: Quantizer.Entropy = .zstd
@@ -30,7 +32,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case defaultLevel = "default_level", defaultSteps = "default_steps", defaultSampler = "default_sampler"
-        case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", levelRDO = "level_rdo", entropy
+        case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", levelRDO = "level_rdo", levelScale = "level_scale", entropy
     }
 
     public func encode(to e: Encoder) throws {
@@ -41,6 +43,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         if let s = levelSteps { try c.encode(s, forKey: .levelSteps) }
         if let k = levelCoefficients { try c.encode(k, forKey: .levelCoefficients) }
         if let r = levelRDO { try c.encode(r, forKey: .levelRDO) }
+        if let f = levelScale { try c.encode(f, forKey: .levelScale) }
         if entropy != .zstd { try c.encode(entropy, forKey: .entropy) }
     }
 
@@ -55,6 +58,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         levelSteps = try c.decodeIfPresent([Float].self, forKey: .levelSteps)
         levelCoefficients = try c.decodeIfPresent([Int].self, forKey: .levelCoefficients)
         levelRDO = try c.decodeIfPresent([Float].self, forKey: .levelRDO)
+        levelScale = try c.decodeIfPresent([Float].self, forKey: .levelScale)
         entropy = try c.decodeIfPresent(Quantizer.Entropy.self, forKey: .entropy) ?? .zstd
     }
 }
@@ -134,9 +138,14 @@ public final class CodecModel: @unchecked Sendable {
                     throw ModelError.invalidConfig("level_rdo must be 9 weights >= 0, with entropy laplace")
                 }
             }
+            if let f = codec.levelScale {
+                guard f.count == Quantizer.levels.count, f.allSatisfy({ $0 > 0 && $0.isFinite }), codec.entropy == .laplace else {
+                    throw ModelError.invalidConfig("level_scale must be 9 factors > 0, with entropy laplace")
+                }
+            }
             quantizer = Quantizer(mean: mean, rotation: rot, sigma: sigma, dictionary: dict.count > 1 ? dict : [],
                                   baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
-                                  levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO,
+                                  levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO, levelScale: codec.levelScale,
                                   entropy: codec.entropy, scale: scale)
             guard Quantizer.levels.contains(codec.defaultLevel), (1...1000).contains(codec.defaultSteps),
                   SamplerKind(rawValue: codec.defaultSampler) != nil else {

@@ -38,6 +38,9 @@ public struct Quantizer: Sendable, Equatable {
     /// Encoder only, per level: the rate-distortion weight of `quantize` (squared steps per bit;
     /// nil or 0: plain rounding). Decoding does not depend on it.
     public let levelRDO: [Float]?
+    /// Per level, a factor on every coordinate's Laplace scale in that level's tables (nil: 1),
+    /// fitted to the symbols the level's step and RD weight actually produce.
+    public let levelScale: [Float]?
     public let entropy: Entropy
     /// Laplace scale of each coordinate (entropy laplace).
     public let scale: [Float]
@@ -47,13 +50,16 @@ public struct Quantizer: Sendable, Equatable {
 
     public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float,
                 synthesis: [Float]? = nil, levelSteps: [Float]? = nil, levelCoefficients: [Int]? = nil,
-                levelRDO: [Float]? = nil, entropy: Entropy = .zstd, scale: [Float] = []) {
+                levelRDO: [Float]? = nil, levelScale: [Float]? = nil, entropy: Entropy = .zstd, scale: [Float] = []) {
         dim = mean.count
         self.mean = mean; self.rotation = rotation; self.sigma = sigma
         self.dictionary = dictionary; self.baseStep = baseStep
         self.synthesis = synthesis; self.levelSteps = levelSteps; self.entropy = entropy; self.scale = scale
         self.levelCoefficients = levelCoefficients
         self.levelRDO = levelRDO
+        self.levelScale = levelScale
+        precondition(levelScale == nil || (levelScale!.count == Quantizer.levels.count && entropy == .laplace
+                     && levelScale!.allSatisfy { $0 > 0 && $0.isFinite }), "level_scale: 9 factors > 0, laplace only")
         precondition(levelRDO == nil || (levelRDO!.count == Quantizer.levels.count && entropy == .laplace
                      && levelRDO!.allSatisfy { $0 >= 0 && $0.isFinite }), "level_rdo: 9 weights >= 0, laplace only")
         precondition(levelCoefficients == nil || (levelCoefficients!.count == Quantizer.levels.count
@@ -66,14 +72,15 @@ public struct Quantizer: Sendable, Equatable {
         a.mean == b.mean && a.rotation == b.rotation && a.sigma == b.sigma && a.dictionary == b.dictionary
             && a.baseStep == b.baseStep && a.synthesis == b.synthesis && a.levelSteps == b.levelSteps
             && a.entropy == b.entropy && a.scale == b.scale && a.levelCoefficients == b.levelCoefficients
-            && a.levelRDO == b.levelRDO
+            && a.levelRDO == b.levelRDO && a.levelScale == b.levelScale
     }
 
     /// The same quantizer with other level steps, coded coordinate counts and RD weights.
-    public func with(levelSteps s: [Float], coefficients k: [Int]? = nil, rdo: [Float]? = nil) -> Quantizer {
+    public func with(levelSteps s: [Float], coefficients k: [Int]? = nil, rdo: [Float]? = nil,
+                     scaleFactors f: [Float]? = nil) -> Quantizer {
         Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dictionary, baseStep: baseStep,
                   synthesis: synthesis, levelSteps: s, levelCoefficients: k ?? levelCoefficients, levelRDO: rdo ?? levelRDO,
-                  entropy: entropy, scale: scale)
+                  levelScale: f ?? levelScale, entropy: entropy, scale: scale)
     }
 
     /// The number of leading coordinates a level codes.
@@ -88,7 +95,10 @@ public struct Quantizer: Sendable, Equatable {
 
     /// Probability tables of a level, computed once per quantizer and level.
     public func laplaceTables(level: Int) -> [LaplaceCoder.Table] {
-        tables.get(level) { let st = step(level: level); return scale[0..<coded(level: level)].map { LaplaceCoder.Table(scale: $0, step: st) } }
+        tables.get(level) {
+            let st = step(level: level), f = levelScale?[level - 1] ?? 1
+            return scale[0..<coded(level: level)].map { LaplaceCoder.Table(scale: $0 * f, step: st) }
+        }
     }
 
     /// Rotated coordinates y = R (z - mean).
@@ -294,7 +304,7 @@ public struct Quantizer: Sendable, Equatable {
         let dict = (try? RTKZstd.trainDictionary(samples: samples, maxBytes: maxBytes)) ?? []
         return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep,
                          synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, levelRDO: levelRDO,
-                         entropy: entropy, scale: scale)
+                         levelScale: levelScale, entropy: entropy, scale: scale)
     }
 }
 

@@ -404,14 +404,46 @@ extension Exporter {
         // per level: the coded coordinate count k and the step whose records hit the level's mean
         // byte target on the training pictures with the least distortion in the weighted space
         // (squared error of the coded coordinates plus the energy of the dropped ones)
-        func measure(_ step: Float, k: Int, rdo: Float) -> (bytes: Double, distortion: Double) {
+        // The decoder's own error on each training picture from its unquantized token (pixel
+        // sum of squares): a picture's PSNR after quantization is predicted from it plus the
+        // weighted-space error, which approximates the added pixel sum of squares (y is whitened
+        // by J^T J), so the calibration maximizes the mean PSNR over pictures, as measured.
+        let d = 3 * S * S
+        var residual = [Double]()
+        do {
+            let noise1 = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+            var r = 0
+            while r < ys.count {
+                let b = min(16, ys.count - r)
+                let xt = Tensor(uninitialized: [b, 3, S, S])
+                let z = Tensor(uninitialized: [b, D])
+                for j in 0..<b {
+                    (xt.data + j * d).update(from: noise1.data, count: d)
+                    trainTokens.withUnsafeBufferPointer { (z.data + j * D).update(from: $0.baseAddress! + 2 * (r + j) * D, count: D) }
+                }
+                let out = model.decoder.forward(xt, t: [Float](repeating: 1, count: b), z: z)
+                for j in 0..<b {
+                    var se = 0.0
+                    for i in 0..<d {
+                        let p = min(max(((Double(out.data[j * d + i]) + 1) * 127.5).rounded(), 0), 255)
+                        let e = p - Double(views[2 * (r + j) * d + i]); se += e * e
+                    }
+                    residual.append(se)
+                }
+                r += b
+            }
+        }
+        func measure(_ step: Float, k: Int, rdo: Float, factor: Float = 1) -> (bytes: Double, distortion: Double) {
             let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9),
-                               rdo: [Float](repeating: rdo, count: 9))
+                               rdo: [Float](repeating: rdo, count: 9), scaleFactors: [Float](repeating: factor, count: 9))
             let tables = q.laplaceTables(level: 1)
             var total = 0, dist = 0.0
-            for (y, wh) in zip(ys, dims) {
+            for (pi, (y, wh)) in zip(ys, dims).enumerated() {
                 let sym = q.quantize(y, level: 1)
-                for i in 0..<D { let e = Double(y[i]) - Double(sym[i]) * Double(step); dist += e * e }
+                var e2 = 0.0
+                for i in 0..<D { let e = Double(y[i]) - Double(sym[i]) * Double(step); e2 += e * e }
+                // minus the predicted PSNR (lower is better)
+                dist += -10 * log10(255 * 255 * Double(d) / max(residual[pi] + e2, 1e-9))
                 let payload = LaplaceCoder.encode(Array(sym[0..<k]), tables: tables)
                 total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
                                    steps: 1, name: nil, payload: payload).serializedCount
@@ -421,27 +453,42 @@ extension Exporter {
         let sigma1 = Double(max(t.sigma.first ?? 1, 1e-12))
         var kList = [8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512].filter { $0 < D }
         kList.append(D)
-        var steps = [Float](), counts = [Int](), rdos = [Float]()
+        // the step that hits `target` bytes for a setting (nil: none does)
+        func stepFor(_ target: Double, k: Int, rdo: Float, factor: Float) -> (step: Float, bytes: Double, distortion: Double)? {
+            var lo = log2(sigma1 * 1e-4), hi = log2(sigma1 * 50)                // bytes fall as the step grows
+            guard measure(Float(exp2(hi)), k: k, rdo: rdo, factor: factor).bytes <= target else { return nil }
+            for _ in 0..<22 {
+                let mid = (lo + hi) / 2
+                if measure(Float(exp2(mid)), k: k, rdo: rdo, factor: factor).bytes > target { lo = mid } else { hi = mid }
+            }
+            let m = measure(Float(exp2(hi)), k: k, rdo: rdo, factor: factor)
+            return (Float(exp2(hi)), m.bytes, m.distortion)
+        }
+        var steps = [Float](), counts = [Int](), rdos = [Float](), factors = [Float]()
         for (li, target) in levelTargets.enumerated() {
-            var best: (k: Int, step: Float, rdo: Float, bytes: Double, distortion: Double)?
+            // 1. the coded count and RD weight, with the fitted scales as they are
+            var best: (k: Int, step: Float, rdo: Float, factor: Float, bytes: Double, distortion: Double)?
             for rdo in o.rdoWeights {
                 for k in kList {
-                    var lo = log2(sigma1 * 1e-4), hi = log2(sigma1 * 50)        // bytes fall as the step grows
-                    guard measure(Float(exp2(hi)), k: k, rdo: rdo).bytes <= target else { continue }
-                    for _ in 0..<22 {
-                        let mid = (lo + hi) / 2
-                        if measure(Float(exp2(mid)), k: k, rdo: rdo).bytes > target { lo = mid } else { hi = mid }
-                    }
-                    let m = measure(Float(exp2(hi)), k: k, rdo: rdo)
-                    if best == nil || m.distortion < best!.distortion { best = (k, Float(exp2(hi)), rdo, m.bytes, m.distortion) }
+                    guard let m = stepFor(target, k: k, rdo: rdo, factor: 1) else { continue }
+                    if best == nil || m.distortion < best!.distortion { best = (k, m.step, rdo, 1, m.bytes, m.distortion) }
                 }
             }
-            guard let b = best else { throw TrainError.export("no step reaches \(target) bytes at level \(li + 1)") }
-            steps.append(b.step); counts.append(b.k); rdos.append(b.rdo)
-            log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1), RD weight %.2f: %.1f B on the training pictures (target %.1f)",
-                       li + 1, b.k, b.step, Double(b.step) / sigma1, b.rdo, b.bytes, target))
+            guard var b = best else { throw TrainError.export("no step reaches \(target) bytes at level \(li + 1)") }
+            // 2. the tables' scale factor, with the RD weight around its choice
+            let k = b.k, w0 = b.rdo
+            for rdo in [w0 - 0.05, w0, w0 + 0.05, w0 + 0.1, w0 + 0.15] where rdo >= 0 {
+                for factor in stride(from: Float(0.6), through: 1.4001, by: 0.1) {
+                    guard let m = stepFor(target, k: k, rdo: rdo, factor: factor) else { continue }
+                    if m.distortion < b.distortion { b = (k, m.step, rdo, factor, m.bytes, m.distortion) }
+                }
+            }
+            steps.append(b.step); counts.append(b.k); rdos.append(b.rdo); factors.append(b.factor)
+            log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1), RD weight %.2f, scale factor %.1f: %.1f B on the training pictures (target %.1f), predicted %.2f dB",
+                       li + 1, b.k, b.step, Double(b.step) / sigma1, b.rdo, b.factor, b.bytes, target, -b.distortion))
         }
-        let q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil)
+        let q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil,
+                           scaleFactors: factors.contains { $0 != 1 } ? factors : nil)
         // default level: the highest whose records all fit the budget on the validation pictures
         var valPics = [RGBImage]()
         for i in 0..<valSet.count { valPics.append(Pictures.picture(valSet, i)) }
@@ -460,6 +507,7 @@ extension Exporter {
         codec.levelSteps = steps
         codec.levelCoefficients = counts
         codec.levelRDO = q.levelRDO
+        codec.levelScale = q.levelScale
         codec.entropy = .laplace
         var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)
