@@ -127,7 +127,7 @@ final class GeneratorTrainerTests: XCTestCase {
         let codec = try CodecModel(path: f.model)
         XCTAssertEqual(codec.adapter.layoutDim, 5)
         XCTAssertEqual(codec.quantizer.dim, 37)
-        XCTAssertEqual(codec.codec.entropy, .laplace)
+        XCTAssertEqual(codec.codec.entropy.rawValue, "laplace")
         XCTAssertEqual(codec.codec.levelSteps?.count, 9)
         let pic = TrainTests.pictures(6)[1]
         var bytes = [Int](), errs = [Double]()
