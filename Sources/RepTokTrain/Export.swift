@@ -290,15 +290,21 @@ extension Exporter {
     /// The mean over pictures of J^T J, J the Jacobian of the 1-step decode (pixels 0...255, the
     /// record's noise of seed 0) with respect to the token: one Gaussian probe r per picture
     /// gives J^T r, whose outer products average to J^T J.
+    /// The input of a 1-step decode of `b` records of seed 0: the record's noise, once per picture.
+    static func recordNoise(batch b: Int, size S: Int) -> Tensor {
+        let d = 3 * S * S, noise1 = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+        let xt = Tensor(uninitialized: [b, 3, S, S])
+        for r in 0..<b { (xt.data + r * d).update(from: noise1.data, count: d) }
+        return xt
+    }
+
     static func sensitivity(_ model: RepTokModel, tokens: [Float], count n: Int, batch: Int = 16) -> [Double] {
-        let dec = model.decoder, D = dec.config.tokenDim, S = dec.config.imageSize, d = 3 * S * S
-        let noise1 = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+        let dec = model.decoder, D = dec.config.tokenDim, S = dec.config.imageSize
         var g = [Double](repeating: 0, count: D * D)
         var i = 0
         while i < n {
             let b = min(batch, n - i)
-            let xt = Tensor(uninitialized: [b, 3, S, S])
-            for r in 0..<b { (xt.data + r * d).update(from: noise1.data, count: d) }
+            let xt = recordNoise(batch: b, size: S)
             let z = Tensor([b, D], Array(tokens[i * D..<(i + b) * D]))
             _ = dec.forward(xt, t: [Float](repeating: 1, count: b), z: z, cache: true)
             let probe = Philox4x32(seed: 0x5E45).gaussian([b, 3, S, S], stream: UInt32(i))
@@ -410,25 +416,17 @@ extension Exporter {
         // by J^T J), so the calibration maximizes the mean PSNR over pictures, as measured.
         let d = 3 * S * S
         var residual = [Double]()
-        do {
-            let noise1 = Philox4x32(seed: 0).gaussian([1, 3, S, S])
+        views.withUnsafeBufferPointer { vp in
             var r = 0
             while r < ys.count {
                 let b = min(16, ys.count - r)
-                let xt = Tensor(uninitialized: [b, 3, S, S])
                 let z = Tensor(uninitialized: [b, D])
                 for j in 0..<b {
-                    (xt.data + j * d).update(from: noise1.data, count: d)
                     trainTokens.withUnsafeBufferPointer { (z.data + j * D).update(from: $0.baseAddress! + 2 * (r + j) * D, count: D) }
                 }
-                let out = model.decoder.forward(xt, t: [Float](repeating: 1, count: b), z: z)
+                let out = model.decoder.forward(recordNoise(batch: b, size: S), t: [Float](repeating: 1, count: b), z: z)
                 for j in 0..<b {
-                    var se = 0.0
-                    for i in 0..<d {
-                        let p = min(max(((Double(out.data[j * d + i]) + 1) * 127.5).rounded(), 0), 255)
-                        let e = p - Double(views[2 * (r + j) * d + i]); se += e * e
-                    }
-                    residual.append(se)
+                    residual.append(Baselines.squaredError8(decoderSpace: out.data + j * d, reference: vp.baseAddress! + 2 * (r + j) * d, count: d))
                 }
                 r += b
             }

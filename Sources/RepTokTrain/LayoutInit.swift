@@ -132,13 +132,14 @@ public enum LayoutInit {
         // the same through the model itself (1-step decode of the first views' latents)
         let nm = min(n, 8)
         let z = TokenAdapter.latent(encoder: model.encoder, adapter: adapter, pixels255: Tensor([nm, 3, S, S], Array(x[0..<nm * d])))
-        let out = model.decoder.forward(Tensor([nm, 3, S, S]), t: [Float](repeating: 1, count: nm), z: z)
+        let out = model.decoder.forward(Exporter.recordNoise(batch: nm, size: S), t: [Float](repeating: 1, count: nm), z: z)
         var modelPSNR = 0.0, linearPSNR = 0.0
         for r in 0..<nm {
-            var se = 0.0, sl = 0.0
+            let se = x.withUnsafeBufferPointer {
+                Baselines.squaredError8(decoderSpace: out.data + r * d, reference: $0.baseAddress! + r * d, count: d)
+            }
+            var sl = 0.0
             for i in 0..<d {
-                let p = min(max(((Double(out.data[r * d + i]) + 1) * 127.5).rounded(), 0), 255)
-                let e = p - Double(x[r * d + i]); se += e * e
                 let l = min(max(((Double(up.data[i]) + Double(rec.data[r * d + i]) / 127.5 + 1) * 127.5).rounded(), 0), 255)
                 sl += (l - Double(x[r * d + i])) * (l - Double(x[r * d + i]))
             }
