@@ -132,8 +132,9 @@ def encoder_fixture(fname: str, regs: int, seed: int):
     return t, cfg
 
 
-def decoder_fixture(fname: str, prediction: str, seed: int, skip: int = 0):
-    cfg = R.decoder_config(DEC_CFG, prediction=prediction, **({"skip_size": skip} if skip else {}))
+def decoder_fixture(fname: str, prediction: str, seed: int, skip: int = 0, skip_input: bool = False):
+    cfg = R.decoder_config(DEC_CFG, prediction=prediction, **({"skip_size": skip} if skip else {}),
+                           **({"skip_input": True} if skip_input else {}))
     g = gen(seed)
     dec = randomize(R.FlowDecoder(cfg), g)
     weights = {"decoder." + k: v.clone() for k, v in dec.state_dict().items()}
@@ -157,7 +158,8 @@ def decoder_fixture(fname: str, prediction: str, seed: int, skip: int = 0):
          "grad.in.x_t": xd.grad, "grad.in.z": zd.grad, "out.t_features": tf, "out.t_embed": temb,
          "out.pos": dec.pos, "in.t_small": tc, "out.out_t_small": out_c, "out.v_t_small": v_c}
     t.update({"grad.decoder." + n: gr for n, gr in grads_of(None, dec.named_parameters()).items()})
-    desc = (f"flow decoder, prediction '{prediction}'" + (f", latent skip {skip}x{skip}" if skip else "") + ". Weights decoder.*; out.out = decoder(in.x_t, in.t, in.z) "
+    desc = (f"flow decoder, prediction '{prediction}'" + (f", latent skip {skip}x{skip}" if skip else "")
+            + (", skip picture also embedded as input (skip_embed)" if skip_input else "") + ". Weights decoder.*; out.out = decoder(in.x_t, in.t, in.z) "
             "(raw output, [B,3,S,S]); out.v = velocity; loss = sum(out.v * in.r) -> grad.in.x_t, grad.in.z, "
             "grad.decoder.<name> for every parameter. Helpers: out.t_features [B,freq_dim] (Fourier features "
             "of in.t), out.t_embed [B,W] (t_embed MLP output), out.pos [(S/p)^2, W] (2-D sin-cos table). Forward only at in.t_small = (0.02, 0) (below t_eps, "
@@ -335,6 +337,7 @@ def main():
     decoder_fixture("decoder.safetensors", "x", seed=2001)
     decoder_fixture("decoder_v.safetensors", "v", seed=2002)
     decoder_fixture("decoder_skip.safetensors", "x", seed=2003, skip=3)
+    decoder_fixture("decoder_skip_input.safetensors", "x", seed=2004, skip=4, skip_input=True)
     _, _ = train_step_fixture("train_step.safetensors", seed=3001)
     hf_fixture("dinov2_hf.safetensors", regs=0, seed=4001)
     hf_fixture("dinov2_registers_hf.safetensors", regs=2, seed=4002)
@@ -344,6 +347,7 @@ def main():
     check_decoder_file("decoder.safetensors")
     check_decoder_file("decoder_v.safetensors")
     check_decoder_file("decoder_skip.safetensors")
+    check_decoder_file("decoder_skip_input.safetensors")
     check_train_file("train_step.safetensors")
     check_hf_file("dinov2_hf.safetensors")
     check_hf_file("dinov2_registers_hf.safetensors")

@@ -106,6 +106,13 @@ def decoder_config(cfg: dict | None = None, **kw) -> dict:
         raise ValueError("skip_size needs prediction 'x'")
     if not k:
         out.pop("skip_size", None)
+    # skip input: the skip picture also embedded as the network's input; written only when true
+    if out.get("skip_input", False):
+        if not k:
+            raise ValueError("skip_input needs skip_size > 0")
+        out["skip_input"] = True
+    else:
+        out.pop("skip_input", None)
     return out
 
 
@@ -420,6 +427,8 @@ class FlowDecoder(nn.Module):
         k = cfg.get("skip_size", 0)
         # latent skip: token -> k x k RGB, bilinearly upsampled, added to the predicted image
         self.latent_skip = nn.Linear(cfg["token_dim"], 3 * k * k) if k else None
+        # skip input: the skip picture's patches through their own embedding, added to the patch rows
+        self.skip_embed = nn.Linear(3 * p * p, w) if cfg.get("skip_input", False) else None
         self.register_buffer("pos", sincos_2d(self.grid, self.grid, w, torch.float32), persistent=False)
         self.register_buffer("skip_up", bilinear_matrix(k, s, torch.float32) if k else None, persistent=False)
         self.reset_parameters()
@@ -433,7 +442,7 @@ class FlowDecoder(nn.Module):
         for blk in self.blocks:
             nn.init.zeros_(blk.ada.weight)
             nn.init.zeros_(blk.ada.bias)
-        for m in (self.final.ada, self.final.linear) + ((self.latent_skip,) if self.latent_skip is not None else ()):
+        for m in (self.final.ada, self.final.linear) + tuple(x for x in (self.latent_skip, self.skip_embed) if x is not None):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -451,15 +460,21 @@ class FlowDecoder(nn.Module):
         p = self.config["patch_size"]
         c = self.t_embed(timestep_features(t.to(x_t.dtype), self.config["freq_dim"]))
         lat = self.latent_embed(z)[:, None]
-        h = torch.cat([lat, self.patch_embed(patchify(x_t, p)) + self.pos], dim=1)
+        up = None
+        if self.latent_skip is not None:
+            k = self.config["skip_size"]
+            low = self.latent_skip(z).view(z.shape[0], 3, k, k)
+            up = self.skip_up @ low @ self.skip_up.T
+        pe = self.patch_embed(patchify(x_t, p))
+        if self.skip_embed is not None:
+            pe = pe + self.skip_embed(patchify(up, p))
+        h = torch.cat([lat, pe + self.pos], dim=1)
         for blk in self.blocks:
             h = blk(h, c)
         o = self.final(h[:, 1:], c)
         img = unpatchify(o, p, self.grid, self.grid)
-        if self.latent_skip is not None:
-            k = self.config["skip_size"]
-            low = self.latent_skip(z).view(z.shape[0], 3, k, k)
-            img = img + self.skip_up @ low @ self.skip_up.T
+        if up is not None:
+            img = img + up
         return img
 
     def to_velocity(self, x_t, t, out):

@@ -324,6 +324,36 @@ def test_latent_skip():
     assert torch.autograd.gradcheck(lambda b: skip.velocity(x_t, t, b), (zz,))
 
 
+def test_skip_input():
+    """skip_input embeds the skip picture's patches (skip_embed) into the patch rows: zero
+    skip_embed changes nothing; the embedding is exactly that; gradients pass a float64 gradcheck."""
+    g = torch.Generator().manual_seed(15)
+    cfg = dict(DEC, image_size=8, width=16, depth=1, num_heads=2, token_dim=8, freq_dim=8, prediction="x", skip_size=2)
+    plain = randomize(R.FlowDecoder(cfg), 16).double()
+    dec = R.FlowDecoder(dict(cfg, skip_input=True)).double()
+    sd = dict(plain.state_dict())
+    sd.update({k: v for k, v in dec.state_dict().items() if k.startswith("skip_embed.")})
+    dec.load_state_dict(sd)
+    x_t = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    z = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.4, 1.0], dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(dec(x_t, t, z), plain(x_t, t, z))        # zero skip_embed: no change
+        dec.skip_embed.weight.normal_(generator=g)
+        dec.skip_embed.bias.normal_(generator=g)
+        assert not torch.allclose(dec(x_t, t, z), plain(x_t, t, z))
+    assert R.decoder_config(dict(cfg, skip_input=True))["skip_input"] is True
+    assert "skip_input" not in R.decoder_config(dict(cfg, skip_input=False))
+    try:
+        R.decoder_config(dict(cfg, skip_size=0, skip_input=True))
+        raise AssertionError("skip_input without skip_size accepted")
+    except ValueError:
+        pass
+    zz = z.clone().requires_grad_(True)
+    xx = x_t.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: dec.velocity(a, t, b), (xx, zz))
+
+
 def test_gradcheck_encoder():
     from torch.func import functional_call
     for regs in [0, 2]:

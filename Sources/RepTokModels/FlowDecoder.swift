@@ -24,22 +24,30 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
     /// attention. Keys `latent_skip.weight` [3 k^2, token_dim], `latent_skip.bias` [3 k^2]
     /// (zero-initialized: a fresh decoder predicts what it would without the skip).
     public var skipSize: Int = 0
+    /// The latent skip's image also as the network's INPUT (needs `skipSize` > 0): its patches go
+    /// through their own embedding `skip_embed` ([W, 3 p^2], zero-initialized) added to the patch
+    /// rows, so the network sees the token's linear picture where it is, not only as a global
+    /// condition, and can refine it (at t = 1, the 1-step decode, x_t is pure noise and carries
+    /// nothing). Key `skip_input`, written only when true.
+    public var skipInput: Bool = false
 
     public init(imageSize: Int, patchSize: Int, width: Int, depth: Int, numHeads: Int, mlpRatio: Int = 4,
                 tokenDim: Int, freqDim: Int = 256, prediction: String = "x", tEps: Float = 0.05,
-                layerNormEps: Float = 1e-6, skipSize: Int = 0) {
+                layerNormEps: Float = 1e-6, skipSize: Int = 0, skipInput: Bool = false) {
         self.imageSize = imageSize; self.patchSize = patchSize; self.width = width; self.depth = depth
         self.numHeads = numHeads; self.mlpRatio = mlpRatio; self.tokenDim = tokenDim; self.freqDim = freqDim
         self.prediction = prediction; self.tEps = tEps; self.layerNormEps = layerNormEps; self.skipSize = skipSize
+        self.skipInput = skipInput
     }
 
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", patchSize = "patch_size", width, depth, numHeads = "num_heads"
         case mlpRatio = "mlp_ratio", tokenDim = "token_dim", freqDim = "freq_dim", prediction
         case tEps = "t_eps", layerNormEps = "layer_norm_eps", skipSize = "skip_size"
+        case skipInput = "skip_input"
     }
 
-    /// `skip_size` is written only when set, so configs (and fingerprints) of decoders without
+    /// `skip_size` and `skip_input` are written only when set, so configs (and fingerprints) of decoders without
     /// the skip are what they were before it existed.
     public func encode(to e: Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -50,6 +58,7 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         try c.encode(prediction, forKey: .prediction); try c.encode(tEps, forKey: .tEps)
         try c.encode(layerNormEps, forKey: .layerNormEps)
         if skipSize != 0 { try c.encode(skipSize, forKey: .skipSize) }
+        if skipInput { try c.encode(skipInput, forKey: .skipInput) }
     }
 
     public init(from d: Decoder) throws {
@@ -66,6 +75,7 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         tEps = try c.decodeIfPresent(Float.self, forKey: .tEps) ?? 0.05
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-6
         skipSize = try c.decodeIfPresent(Int.self, forKey: .skipSize) ?? 0
+        skipInput = try c.decodeIfPresent(Bool.self, forKey: .skipInput) ?? false
     }
 
     public var grid: Int { imageSize / patchSize }
@@ -87,13 +97,14 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         guard tEps > 0, tEps < 1, layerNormEps > 0 else { throw bad("t_eps/layer_norm_eps") }
         guard (0...imageSize).contains(skipSize), skipSize <= 64 else { throw bad("skip_size \(skipSize): 0-\(min(imageSize, 64))") }
         guard skipSize == 0 || prediction == "x" else { throw bad("skip_size needs prediction \"x\"") }
+        guard !skipInput || skipSize > 0 else { throw bad("skip_input needs skip_size > 0") }
     }
 
     /// Multiply-adds x2 for one forward pass at batch 1 (matmuls and attention).
     public var forwardFLOPs: Double {
         let T = Double(tokens), W = Double(width), M = Double(width * mlpRatio), N = Double(grid * grid)
         let perBlock = 2 * T * W * 3 * W + 2 * T * W * W + 2 * 2 * T * W * M + 2 * 2 * T * T * W
-        let io = 2 * N * Double(patchFeatures) * W * 2
+        let io = 2 * N * Double(patchFeatures) * W * (skipInput ? 3 : 2)
         return Double(depth) * perBlock + io
     }
 }
@@ -252,6 +263,8 @@ public final class FlowDecoder: Module {
     public let config: DecoderConfig
     let patchEmbed: Linear, latentEmbed: Linear
     let latentSkip: Linear?
+    /// The skip image's patch embedding (`skip_input`).
+    let skipEmbed: Linear?
     let tFc1: Linear, tFc2: Linear
     let blocks: [DecoderBlock]
     let finalAda: Linear, finalNorm: LayerNorm, finalLinear: Linear
@@ -267,6 +280,7 @@ public final class FlowDecoder: Module {
         latentEmbed = Linear("latent_embed", config.tokenDim, W)
         let k = config.skipSize
         latentSkip = k > 0 ? Linear("latent_skip", config.tokenDim, 3 * k * k) : nil
+        skipEmbed = config.skipInput ? Linear("skip_embed", P, W) : nil
         tFc1 = Linear("t_embed.fc1", config.freqDim, W)
         tFc2 = Linear("t_embed.fc2", W, W)
         blocks = (0..<config.depth).map { DecoderBlock("blocks.\($0)", config) }
@@ -279,13 +293,13 @@ public final class FlowDecoder: Module {
     public var parameters: [Parameter] {
         patchEmbed.parameters + latentEmbed.parameters + tFc1.parameters + tFc2.parameters
             + blocks.flatMap { $0.parameters } + finalAda.parameters + finalLinear.parameters
-            + (latentSkip?.parameters ?? [])
+            + (latentSkip?.parameters ?? []) + (skipEmbed?.parameters ?? [])
     }
 
     /// Packs every product's weight for inference (`Linear.packForInference`): call once the
     /// weights are final, as a codec model does after loading. Training forwards drop the packs.
     public func packForInference() {
-        for l in [patchEmbed, latentEmbed, tFc1, tFc2, finalAda, finalLinear] + (latentSkip.map { [$0] } ?? []) {
+        for l in [patchEmbed, latentEmbed, tFc1, tFc2, finalAda, finalLinear] + (latentSkip.map { [$0] } ?? []) + (skipEmbed.map { [$0] } ?? []) {
             l.packForInference()
         }
         for b in blocks { b.packForInference() }
@@ -298,7 +312,7 @@ public final class FlowDecoder: Module {
             if p.key.hasSuffix(".bias") { p.value.zero() } else { rng.xavier(p.value) }
         }
         for p in blocks.flatMap({ $0.ada.parameters }) + finalAda.parameters + finalLinear.parameters
-            + (latentSkip?.parameters ?? []) {
+            + (latentSkip?.parameters ?? []) + (skipEmbed?.parameters ?? []) {
             p.value.zero()
         }
         // t_embed as DiT: normal(0.02)
@@ -316,6 +330,16 @@ public final class FlowDecoder: Module {
         let c = tFc2.forward(Ops.silu(c1), cache: cache)
         let cs = Ops.silu(c)
         let pe = patchEmbed.forward(Ops.patchify(xt, patch: cfg.patchSize), cache: cache)
+        // the latent skip's picture: added to the output, and with skip_input embedded as input
+        var up: Tensor? = nil
+        if let skip = latentSkip {
+            let k = cfg.skipSize
+            let s = skip.forward(z, cache: cache)
+            up = Ops.upsampleBilinear(Tensor([B, 3, k, k], s.array), size: cfg.imageSize)
+        }
+        if let se = skipEmbed, let up = up {
+            Ops.addInPlace(pe, se.forward(Ops.patchify(up, patch: cfg.patchSize), cache: cache))
+        }
         let lat = latentEmbed.forward(z, cache: cache)
         var h = Tensor(uninitialized: [B * T, W])
         for b in 0..<B {
@@ -349,12 +373,7 @@ public final class FlowDecoder: Module {
         let o = finalLinear.forward(fm, cache: cache)
         if cache { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
         let img = Ops.unpatchify(o, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
-        if let skip = latentSkip {
-            let k = cfg.skipSize
-            let s = skip.forward(z, cache: cache)
-            let up = Ops.upsampleBilinear(Tensor([B, 3, k, k], s.array), size: cfg.imageSize)
-            Ops.addInPlace(img, up)
-        }
+        if let up = up { Ops.addInPlace(img, up) }
         return img
     }
 
@@ -383,7 +402,14 @@ public final class FlowDecoder: Module {
         let dz = latentEmbed.backward(dlat)!
         if let skip = latentSkip {
             let k = cfg.skipSize
-            let ds = Ops.upsampleBilinearBackward(dout, from: k)
+            var dup = dout
+            if let se = skipEmbed {
+                // the skip picture's gradient: the output's plus its input embedding's
+                let dsp = se.backward(dpe)!
+                dup = Ops.unpatchify(dsp, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
+                Ops.addInPlace(dup, dout)
+            }
+            let ds = Ops.upsampleBilinearBackward(dup, from: k)
             Ops.addInPlace(dz, skip.backward(Tensor([B, 3 * k * k], ds.array))!)
         }
         let dpatches = patchEmbed.backward(dpe, needInput: needInput)

@@ -241,8 +241,10 @@ public final class RepTokModel {
     /// `tokenNoise` (relative std, a standard-normal draw like z) adds noise to the decoder's
     /// latent input so the decoder learns to tolerate quantization; its scale is a constant for
     /// the gradient, and the cosine term sees the clean token.
+    /// `layoutKeep` [B] (with a layout path): the number of layout coordinates sample b's decoder
+    /// sees; the others are zero in its input (and get no gradient from it).
     public func lossAndGradients(pixelsEnc: Tensor, x: Tensor, t: [Float], noise: Tensor, lambda: Float,
-                                 tokenNoise: (relative: Float, draw: Tensor)? = nil) -> StepLoss {
+                                 tokenNoise: (relative: Float, draw: Tensor)? = nil, layoutKeep: [Int]? = nil) -> StepLoss {
         let B = x.shape[0]
         let c0 = paddedTarget(frozenToken(pixelsEnc))
         let c = encoder.forward(pixelsEnc, cache: true).token
@@ -253,6 +255,18 @@ public final class RepTokModel {
             noiseStd = RepTokModel.tokenNoiseStd(z, relative: tn.relative)
             zDec = z.clone()
             Ops.axpy(zDec, tn.draw, noiseStd)
+        }
+        let Dz = z.count / B, m = adapter.layoutDim
+        func truncate(_ a: Tensor) {
+            guard let keep = layoutKeep, m > 0 else { return }
+            precondition(keep.count == B, "layoutKeep \(keep.count) for batch \(B)")
+            for b in 0..<B where keep[b] < m {
+                (a.data + b * Dz + adapter.dim + max(0, keep[b])).update(repeating: 0, count: m - max(0, keep[b]))
+            }
+        }
+        if layoutKeep != nil && m > 0 {
+            if zDec === z { zDec = z.clone() }
+            truncate(zDec)
         }
         // x_t = (1 - t) x + t eps; v* = eps - x
         let xt = Tensor(uninitialized: x.shape), target = Tensor(uninitialized: x.shape)
@@ -270,6 +284,7 @@ public final class RepTokModel {
         let (cosL, dzCos) = Ops.cosineLoss(z, c0, gradScale: lambda)
         let (dout, _) = decoder.velocityBackward(dv, t: t)
         let (_, dzDec) = decoder.backward(dout, needInput: false)
+        truncate(dzDec)
         Ops.addInPlace(dzCos, dzDec)
         let dc = adapter.backward(dzCos)
         encoder.backward(dToken: dc)

@@ -49,6 +49,16 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// least-squares optimum, where a batch's gradient is mostly noise that Adam would turn
     /// into steps of the full rate.
     public var layoutLR: Float = 0.05
+    /// How a fresh layout path starts: "pca" (the linear code of the training views) or
+    /// "random" (small normal weights in the layout path and the latent skip; the ablation).
+    public var layoutInit = "pca"
+    /// Probability that a sample's decoder sees only the first K layout coordinates (K
+    /// log-uniform in 1...m, the rest zero, the cosine term the whole token): the coarse tokens of
+    /// the low quality levels, whose quantizer keeps few directions. The layout coordinates are
+    /// ordered by the variance of the PCA start.
+    public var layoutDrop: Float = 0
+    /// The decoder also embeds the latent skip's picture as input (DecoderConfig.skipInput).
+    public var skipInput = false
     // optimization
     public var batch = 16
     public var lr: Float = 3e-4
@@ -96,6 +106,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case encHeads = "enc_heads", encPatch = "enc_patch", tune, lambda
         case imageSize = "image_size", patch, width, depth, heads, prediction, skipSize = "skip_size", skipInitStd = "skip_init_std"
         case layoutDim = "layout_dim", layoutSize = "layout_size", layoutShare = "layout_share", layoutLR = "layout_lr"
+        case layoutInit = "layout_init", layoutDrop = "layout_drop", skipInput = "skip_input"
         case batch, lr, minLR = "min_lr", warmup, steps, minutes, weightDecay = "weight_decay", clip, ema
         case emaWarmup = "ema_warmup", tokenNoise = "token_noise", tUniform = "t_uniform", tOne = "t_one"
         case wholeView = "whole_view", minCropArea = "min_crop_area", maxAspect = "max_aspect", jitter
@@ -128,6 +139,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if c.contains(.layoutSize) { layoutSize = try c.decode(type(of: layoutSize), forKey: .layoutSize) }
         if c.contains(.layoutShare) { layoutShare = try c.decode(type(of: layoutShare), forKey: .layoutShare) }
         if c.contains(.layoutLR) { layoutLR = try c.decode(type(of: layoutLR), forKey: .layoutLR) }
+        if c.contains(.layoutInit) { layoutInit = try c.decode(type(of: layoutInit), forKey: .layoutInit) }
+        if c.contains(.layoutDrop) { layoutDrop = try c.decode(type(of: layoutDrop), forKey: .layoutDrop) }
+        if c.contains(.skipInput) { skipInput = try c.decode(type(of: skipInput), forKey: .skipInput) }
         if c.contains(.batch) { batch = try c.decode(type(of: batch), forKey: .batch) }
         if c.contains(.lr) { lr = try c.decode(type(of: lr), forKey: .lr) }
         if c.contains(.minLR) { minLR = try c.decode(type(of: minLR), forKey: .minLR) }
@@ -164,7 +178,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// coordinates).
     public func decoderConfig(encoderWidth: Int) -> DecoderConfig {
         DecoderConfig(imageSize: imageSize, patchSize: patch, width: width, depth: depth, numHeads: heads,
-                      tokenDim: encoderWidth + layoutDim, prediction: prediction, skipSize: skipSize)
+                      tokenDim: encoderWidth + layoutDim, prediction: prediction, skipSize: skipSize,
+                      skipInput: skipInput)
     }
 
     /// Sets the layout path's learning-rate multiplier and weight decay (see `layoutLR`) on a
@@ -212,7 +227,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             guard skipSize > 0 else { throw bad("--layout-dim needs the latent skip (--skip-size)") }
             guard layoutShare > 0, layoutShare.isFinite else { throw bad("--layout-share \(layoutShare)") }
             guard layoutLR >= 0, layoutLR.isFinite else { throw bad("--layout-lr \(layoutLR)") }
+            guard layoutInit == "pca" || layoutInit == "random" else { throw bad("--layout-init must be pca or random (got \(layoutInit))") }
         }
+        guard (0...1).contains(layoutDrop), layoutDrop == 0 || layoutDim > 0 else { throw bad("--layout-drop \(layoutDrop): 0-1, with --layout-dim") }
+        if skipInput && skipSize == 0 { throw bad("--skip-input needs the latent skip (--skip-size)") }
         if let m = minutes { guard m > 0, m.isFinite else { throw bad("--minutes \(m)") } }
         guard ema >= 0, ema < 1 else { throw bad("--ema must be in [0, 1)") }
         guard weightDecay >= 0, clip > 0 else { throw bad("--weight-decay/--clip") }

@@ -20,10 +20,11 @@ public enum TokenizerObjective {
     /// Forward and backward of one batch; gradients accumulate into trainable parameters.
     /// `tokenNoise`: (relative std, a standard-normal draw [B, D]) or nil.
     public static func lossAndGradients(_ model: RepTokModel, pixelsEnc: Tensor, x: Tensor, t: [Float], noise: Tensor,
-                                        lambda: Float, tokenNoise: (relative: Float, draw: Tensor)? = nil)
+                                        lambda: Float, tokenNoise: (relative: Float, draw: Tensor)? = nil,
+                                        layoutKeep: [Int]? = nil)
         -> (loss: Loss, noiseStd: Float) {
         let l = model.lossAndGradients(pixelsEnc: pixelsEnc, x: x, t: t, noise: noise, lambda: lambda,
-                                       tokenNoise: tokenNoise)
+                                       tokenNoise: tokenNoise, layoutKeep: layoutKeep)
         return (Loss(loss: l.loss, flow: l.flow, cos: l.cos), l.tokenNoiseStd)
     }
 }

@@ -94,12 +94,22 @@ public final class TokenizerTrainer {
                 // A model without the latent skip warm-starts a run with one: the skip keeps its
                 // zero initialization, so the start predicts exactly what the model did.
                 let skipless = config.skipSize > 0 && !f.contains("decoder.latent_skip.weight")
-                let dparams = model.decoder.parameters.filter { !(skipless && $0.key.hasPrefix("latent_skip.")) }
+                // Likewise a skip input added to a model without one starts at zero: the same start.
+                let noSkipInput = config.skipInput && !f.contains("decoder.skip_embed.weight")
+                let dparams = model.decoder.parameters.filter {
+                    !(skipless && $0.key.hasPrefix("latent_skip.")) && !(noSkipInput && $0.key.hasPrefix("skip_embed."))
+                }
                 try ModelFile.load(dparams, prefix: "decoder.", from: f)
             } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
         }
         // A fresh layout path starts at the linear code of the training views.
-        if config.layoutDim > 0 && config.initFrom == nil {
+        if config.layoutDim > 0 && config.initFrom == nil && config.layoutInit == "random" {
+            // the ablation's random start: small normal weights, so the path has gradients
+            var rng = InitRNG(seed: mix64(config.seed, 0x1A70))
+            for (k, p) in model.namedParameters where k == "adapter.layout.weight" || k == "decoder.latent_skip.weight" {
+                rng.fillNormal(p.value, std: 0.01)
+            }
+        } else if config.layoutDim > 0 && config.initFrom == nil {
             layoutReport = try LayoutInit.apply(model: model, data: try Pictures.open(config.data),
                                                 share: Double(config.layoutShare)) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         }
@@ -240,8 +250,9 @@ public final class TokenizerTrainer {
         let noise = rnd.gaussian([B, 3, S, S], .flowNoise)
         for p in optimizer.params { p.zeroGrad() }
         let tn = config.tokenNoise > 0 ? (relative: config.tokenNoise, draw: rnd.gaussian([B, D + config.layoutDim], .tokenNoise)) : nil
+        let keep = config.layoutDrop > 0 ? rnd.layoutKeep(B, m: config.layoutDim, drop: config.layoutDrop) : nil
         let (loss, nstd) = TokenizerObjective.lossAndGradients(model, pixelsEnc: pe, x: x, t: t, noise: noise,
-                                                               lambda: config.lambda, tokenNoise: tn)
+                                                               lambda: config.lambda, tokenNoise: tn, layoutKeep: keep)
         let gn = optimizer.clipGradients(maxNorm: config.clip)
         let rate = lr(step, total: total)
         if gn.isFinite {

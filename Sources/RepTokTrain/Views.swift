@@ -16,13 +16,23 @@ func mix64(_ a: UInt64, _ b: UInt64) -> UInt64 {
 /// Random streams of one training step: everything random in step `step` of a run with seed
 /// `seed` comes from Philox keyed by mix(seed, step), one counter stream per use.
 public struct StepRandom {
-    public enum Stream: UInt32 { case flowNoise = 0, time = 1, tokenNoise = 2, views = 3 }
+    public enum Stream: UInt32 { case flowNoise = 0, time = 1, tokenNoise = 2, views = 3, layoutKeep = 4 }
     public let philox: Philox4x32
 
     public init(seed: UInt64, step: Int) { philox = Philox4x32(seed: mix64(seed, UInt64(step))) }
 
     public func gaussian(_ shape: [Int], _ s: Stream) -> Tensor { philox.gaussian(shape, stream: s.rawValue) }
     public func uniforms(_ n: Int, _ s: Stream) -> [Double] { philox.uniforms(stream: s.rawValue, count: n) }
+
+    /// Layout coordinates each sample's decoder sees (`TrainConfig.layoutDrop`): m, or with
+    /// probability `drop` a count log-uniform in 1...m.
+    public func layoutKeep(_ B: Int, m: Int, drop: Float) -> [Int] {
+        let u = uniforms(2 * B, .layoutKeep)
+        return (0..<B).map { b in
+            guard u[2 * b] < Double(drop) else { return m }
+            return min(m, max(1, Int(Foundation.exp(u[2 * b + 1] * Foundation.log(Double(m) + 1)))))
+        }
+    }
 
     /// t per sample: exactly 1 with probability `oneFraction` (the only time a 1-step decode
     /// uses), uniform in [0, 1] with probability `uniformFraction`, else sigmoid(N(0, 1)).

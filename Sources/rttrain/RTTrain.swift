@@ -79,11 +79,16 @@ struct Tokenizer: ParsableCommand {
     @Option(name: .long, help: "Decoder latent skip: the token's linear k x k image, upsampled and added (0: none).")
     var skipSize = 0
     @Option(name: .long, help: "Std of a random latent-skip initialization (0: zero).") var skipInitStd: Float = 0
+    @Flag(name: .long, help: "The decoder also embeds the latent skip's picture as input (zero-initialized; a refiner of the linear picture).")
+    var skipInput = false
     @Option(name: .long, help: "Layout path: linear layout coordinates in the token, read from the coarse picture and started from the PCA of the training views (0: none; needs --skip-size).")
     var layoutDim = 0
     @Option(name: .long, help: "Side of the coarse picture the layout path reads (divides --image-size).") var layoutSize = 32
     @Option(name: .long, help: "Layout coordinates' share of the SSL token's energy at the PCA start.") var layoutShare: Float = 0.1
     @Option(name: .long, help: "Learning-rate multiplier (and no weight decay) of the layout path and the latent skip.") var layoutLr: Float = 0.05
+    @Option(name: .long, help: "Start of a fresh layout path: pca or random (the ablation).") var layoutInit = "pca"
+    @Option(name: .long, help: "Probability that a sample's decoder sees only the first K layout coordinates (K log-uniform), like the low levels' tokens.")
+    var layoutDrop: Float = 0
     @Option(name: .long, help: "Fresh encoder width.") var encWidth = 192
     @Option(name: .long, help: "Fresh encoder depth.") var encDepth = 6
     @Option(name: .long, help: "Fresh encoder heads.") var encHeads = 3
@@ -135,6 +140,7 @@ struct Tokenizer: ParsableCommand {
                 c.imageSize = imageSize; c.patch = patch; c.width = width; c.depth = depth; c.heads = heads
                 c.prediction = prediction; c.skipSize = skipSize; c.skipInitStd = skipInitStd
                 c.layoutDim = layoutDim; c.layoutSize = layoutSize; c.layoutShare = layoutShare; c.layoutLR = layoutLr
+                c.layoutInit = layoutInit; c.layoutDrop = layoutDrop; c.skipInput = skipInput
                 c.encWidth = encWidth; c.encDepth = encDepth; c.encHeads = encHeads; c.encPatch = encPatch
                 c.batch = batch; c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.minutes = minutes
                 c.weightDecay = weightDecay; c.ema = ema; c.tokenNoise = tokenNoise; c.tUniform = tUniform; c.tOne = tOne

@@ -135,6 +135,32 @@ final class ConformanceTests: XCTestCase {
     func testDecoderVPredictionMatchesReference() throws { try checkDecoder("decoder_v") }
     /// The latent skip (3x3 RGB from the token, bilinearly upsampled to 16x16, added to the output).
     func testDecoderLatentSkipMatchesReference() throws { try checkDecoder("decoder_skip") }
+    /// The skip picture (4x4) also embedded as the network's input (`skip_input`, `skip_embed`).
+    func testDecoderSkipInputMatchesReference() throws { try checkDecoder("decoder_skip_input") }
+
+    /// A zero `skip_embed` (its initialization) leaves the decoder's output exactly as it was, so
+    /// a model warm-started with `--skip-input` starts at the model it came from.
+    func testZeroSkipInputChangesNothing() throws {
+        let f = try Self.fixture("decoder_skip")
+        var cfg = try ModelFile.part(DecoderConfig.self, "decoder", in: f.metadata["reptok.config"]!)
+        let plain = FlowDecoder(cfg)
+        try ModelFile.load(plain.parameters, prefix: "decoder.", from: f)
+        cfg.skipInput = true
+        try cfg.validate()
+        let withInput = FlowDecoder(cfg)
+        withInput.initialize(seed: 1)
+        try ModelFile.load(withInput.parameters.filter { !$0.key.hasPrefix("skip_embed.") }, prefix: "decoder.", from: f)
+        XCTAssertTrue(withInput.parameters.contains { $0.key == "skip_embed.weight" && $0.value.array.allSatisfy { $0 == 0 } })
+        let xt = try t(f, "in.x_t"), z = try t(f, "in.z"), tv = try t(f, "in.t").array
+        XCTAssertEqual(withInput.forward(xt, t: tv, z: z).array, plain.forward(xt, t: tv, z: z).array)
+        // written only when set: a config without it encodes as before
+        cfg.skipInput = false
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(cfg), as: UTF8.self).contains("skip_input"))
+        cfg.skipInput = true
+        XCTAssertTrue(String(decoding: try JSONEncoder().encode(cfg), as: UTF8.self).contains("\"skip_input\":true"))
+        cfg.skipSize = 0
+        XCTAssertThrowsError(try cfg.validate())
+    }
 
     func testTrainingStepMatchesReference() throws {
         let f = try Self.fixture("train_step")

@@ -63,6 +63,76 @@ final class LayoutPathTests: XCTestCase {
         }
     }
 
+    /// --layout-drop: the decoder of a sample with keep K sees the first K layout coordinates and
+    /// zeros after them; keep m is the plain step; the layout weights' gradients through the kept
+    /// coordinates match finite differences, and a dropped coordinate's row gets only the cosine
+    /// term's gradient (lambda 0: none).
+    func testLayoutDropTruncatesTheDecodersToken() {
+        let model = smallModel(layoutDim: 5)
+        let r = StepRandom(seed: 6, step: 2)
+        let x = r.gaussian([2, 3, 16, 16], .views), noise = r.gaussian([2, 3, 16, 16], .flowNoise)
+        for i in 0..<x.count { x.data[i] = max(-1, min(1, 0.5 * x.data[i])) }
+        let t: [Float] = [1, 0.6]
+        func step(_ keep: [Int]?, lambda: Float = 0) -> Double {
+            for p in model.trainableParameters { p.zeroGrad() }
+            return Double(model.lossAndGradients(pixelsEnc: x, x: x, t: t, noise: noise, lambda: lambda, layoutKeep: keep).loss)
+        }
+        XCTAssertEqual(step([5, 5]), step(nil))
+        let full = step(nil), cut = step([2, 5])
+        XCTAssertNotEqual(cut, full)
+        // keep (2, 0): rows 2...4 of the layout weight reach no decoder input, and lambda is 0
+        let w = model.adapter.layout!.weight, kk = 48
+        _ = step([2, 0])
+        for row in 2..<5 { XCTAssertTrue((0..<kk).allSatisfy { w.grad.data[row * kk + $0] == 0 }, "row \(row)") }
+        XCTAssertTrue((0..<kk).contains { w.grad.data[$0] != 0 })
+        _ = step([2, 5])
+        let analytic = Double(w.grad.data[3 * kk + 5])
+        let h: Float = 2e-3, v = w.value.data[3 * kk + 5]
+        w.value.data[3 * kk + 5] = v + h; let lp = step([2, 5])
+        w.value.data[3 * kk + 5] = v - h; let lm = step([2, 5])
+        w.value.data[3 * kk + 5] = v
+        let fd = (lp - lm) / Double(2 * h)
+        XCTAssertEqual(analytic, fd, accuracy: 2e-3 + 0.03 * abs(fd))
+        XCTAssertNotEqual(analytic, 0)
+    }
+
+    /// The keep counts: m without drop; with drop 1 every count in 1...m, deterministic in (seed,
+    /// step), spread log-uniformly (both small and large counts occur).
+    func testLayoutKeepDraws() {
+        XCTAssertEqual(StepRandom(seed: 1, step: 3).layoutKeep(64, m: 384, drop: 0), [Int](repeating: 384, count: 64))
+        let k = StepRandom(seed: 1, step: 3).layoutKeep(256, m: 384, drop: 1)
+        XCTAssertEqual(k, StepRandom(seed: 1, step: 3).layoutKeep(256, m: 384, drop: 1))
+        XCTAssertNotEqual(k, StepRandom(seed: 1, step: 4).layoutKeep(256, m: 384, drop: 1))
+        XCTAssertTrue(k.allSatisfy { (1...384).contains($0) })
+        XCTAssertGreaterThan(k.filter { $0 <= 20 }.count, 60)      // log-uniform: P(K <= 20) ~ 0.5
+        XCTAssertGreaterThan(k.filter { $0 >= 100 }.count, 40)     // P(K >= 100) ~ 0.23
+        let half = StepRandom(seed: 2, step: 0).layoutKeep(400, m: 10, drop: 0.5).filter { $0 < 10 }.count
+        XCTAssertTrue((150...250).contains(half), "\(half) of 400 dropped at 0.5 (some draws keep all 10)")
+    }
+
+    func testLayoutSettingsAreValidated() {
+        var c = TrainConfig(data: "x.rtds")
+        c.steps = 1; c.encoderPath = "e"; c.tune = "all"; c.skipSize = 4; c.imageSize = 16; c.patch = 4; c.width = 16
+        c.depth = 1; c.heads = 2
+        XCTAssertNoThrow(try c.validate())
+        var d = c; d.layoutDrop = 0.5
+        XCTAssertThrowsError(try d.validate())          // needs --layout-dim
+        d.layoutDim = 5; d.layoutSize = 4
+        XCTAssertNoThrow(try d.validate())
+        d.layoutInit = "zeros"
+        XCTAssertThrowsError(try d.validate())
+        d.layoutInit = "random"; d.layoutDrop = 1.5
+        XCTAssertThrowsError(try d.validate())
+        var e = c; e.skipInput = true
+        XCTAssertNoThrow(try e.validate())
+        e.skipSize = 0
+        XCTAssertThrowsError(try e.validate())
+        // the new settings round-trip through a checkpoint's JSON
+        d.layoutDrop = 0.25; d.skipInput = true
+        let back = try? JSONDecoder().decode(TrainConfig.self, from: JSONEncoder().encode(d))
+        XCTAssertEqual(back?.layoutDrop, 0.25); XCTAssertEqual(back?.layoutInit, "random"); XCTAssertEqual(back?.skipInput, true)
+    }
+
     /// After LayoutInit the model's own 1-step decode is the linear (PCA) reconstruction, and it
     /// beats the pictures' mean colour.
     func testLayoutInitMakesTheModelTheLinearCode() throws {
