@@ -125,5 +125,11 @@ public final class Tally: @unchecked Sendable {
 
     public func failure() { lock.lock(); failed += 1; lock.unlock() }
 
-    public var anyFailed: Bool { lock.lock(); defer { lock.unlock() }; return failed > 0 }
+    /// A failure that is no item of the batch (stray bytes in a stream): it fails the run but
+    /// is not counted among the items.
+    public private(set) var otherFailures = 0
+
+    public func otherFailure() { lock.lock(); otherFailures += 1; lock.unlock() }
+
+    public var anyFailed: Bool { lock.lock(); defer { lock.unlock() }; return failed + otherFailures > 0 }
 }

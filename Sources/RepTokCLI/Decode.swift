@@ -149,9 +149,10 @@ public struct RTDec: ParsableCommand {
                     continue
                 }
             case .concatenated, .directory:
-                for e in parsed.errors {
-                    console.error(path: item.path, e)
-                    tally.failure()
+                // A record that did not parse is an image that failed; stray bytes are no image.
+                for p in parsed.problems {
+                    console.error(path: item.path, p.message)
+                    if p.isRecord { tally.failure() } else { tally.otherFailure() }
                 }
             }
             for entry in parsed.records {
@@ -201,7 +202,7 @@ public struct RTDec: ParsableCommand {
                     let key = (dir.hasSuffix("/") ? dir : dir + "/") + rel
                     let what = "\(Console.show(item.path)) record \(entry.index)"
                     if let earlier = seen[key] {
-                        console.error(path: item.path, "record \(entry.index): output \(key) is also the output of \(earlier)")
+                        console.error(path: item.path, "record \(entry.index) (byte \(entry.offset)): output \(key) is also the output of \(earlier)")
                         tally.failure()
                         continue
                     }
@@ -250,8 +251,8 @@ public struct RTDec: ParsableCommand {
             } catch {
                 pending?.discard()
                 ordered.put(i, nil)
-                let prefix = job.multi ? "record \(job.entry.index): " : ""
-                console.error(path: job.input.path, prefix + RTEnc.message(error))
+                // Like the reader's messages, every failure names the record and its offset.
+                console.error(path: job.input.path, "record \(job.entry.index) (byte \(job.entry.offset)): " + RTEnc.message(error))
                 tally.failure()
             }
             let n = (done.take(below: Int.max) ?? 0) + 1
@@ -265,11 +266,11 @@ public struct RTDec: ParsableCommand {
         }
         if several || plan.count > 1 || tally.failed + tally.succeeded > 1 {
             let total = tally.succeeded + tally.failed
-            if tally.failed > 0 {
-                console.info("\(tally.succeeded) of \(total) images decoded, \(tally.failed) failed", level: .normal)
-            } else {
-                console.info("\(total) images decoded", level: .normal)
-            }
+            var line = tally.failed > 0 ? "\(tally.succeeded) of \(total) images decoded, \(tally.failed) failed"
+                : "\(total) image\(total == 1 ? "" : "s") decoded"
+            let other = tally.otherFailures
+            if other > 0 { line += ", \(other) other error\(other == 1 ? "" : "s")" }
+            console.info(line, level: .normal)
         }
         try failIf(tally.anyFailed)
     }

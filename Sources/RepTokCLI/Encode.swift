@@ -165,7 +165,9 @@ public struct RTEnc: ParsableCommand {
                 default: break
                 }
                 let bytes = try IO.readInput(item.path, cap: ImageLimits.default.maxBytes)
-                let decoded = try ImageIO.decode(bytes)
+                // A record holds at most 2^26 pixels (rtk.5): larger images are refused from the
+                // header, before their pixels are decoded, with that cap in the message.
+                let decoded = try ImageIO.decode(bytes, limits: ImageLimits(maxPixels: RTKFormat.maxPixels))
                 if decoded.hadICC {
                     console.warning("\(Console.show(item.path)): ICC profile ignored (pixels are taken as sRGB)")
                 }

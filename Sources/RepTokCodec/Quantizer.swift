@@ -47,6 +47,8 @@ public struct Quantizer: Sendable, Equatable {
     private let tables = TableCache()
     /// Varints beyond this count are never written (hard cap on payload work).
     public static let maxPayload = 4096
+    /// The longest packed symbol: a value within +-1,000,000 zigzags below 2^21, 3 varint bytes.
+    public static let maxPackedBytes = 3
 
     public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float,
                 synthesis: [Float]? = nil, levelSteps: [Float]? = nil, levelCoefficients: [Int]? = nil,
@@ -211,14 +213,27 @@ public struct Quantizer: Sendable, Equatable {
             let s = step(level: level)
             return unrotate(q.map { Float($0) * s })
         }
+        // One frame as `encode` writes it: no content checksum and no dictionary ID (bits 0-2 of
+        // the frame header descriptor, the payload's first byte), a content size of at most
+        // maxPackedBytes per coded value, refused before anything is allocated.
+        let k = coded(level: level)
+        if let descriptor = payload.first, descriptor & 0x07 != 0 {
+            throw CodecError.corruptPayload("the zstd frame has a content checksum or a dictionary ID")
+        }
         let raw: [UInt8]
         do {
             raw = try RTKZstd.decompress(payload, dictionary: dictionary.isEmpty ? nil : dictionary,
-                                         maxBytes: 5 * dim + 16)
+                                         maxBytes: Quantizer.maxPackedBytes * k)
         } catch {
             throw CodecError.corruptPayload("\(error)")
         }
         let q = try Quantizer.unpack(raw, dim: dim)
+        // One token per payload: exactly the packing of the level's k coded values (at most k
+        // values, no trailing zero value, shortest varints), as for laplace payloads.
+        guard !q[k...].contains(where: { $0 != 0 }), Quantizer.pack(q) == raw else {
+            throw CodecError.corruptPayload("the token is not the packing of the \(k) values level \(level) codes "
+                                            + "(extra values, trailing zeros or overlong varints)")
+        }
         let s = step(level: level)
         return unrotate(q.map { Float($0) * s })
     }

@@ -78,7 +78,8 @@ public indirect enum RTKError: Error, Equatable, Sendable, CustomStringConvertib
         case .truncated(let field, let offset):
             return "truncated record: \(field) at byte \(offset) runs past the end of the input"
         case .lengthBeyondEnd(let field, let offset, let length, let available):
-            return "truncated record: \(field) at byte \(offset) is \(length) bytes but only \(available) are left"
+            return "truncated record: \(field) at byte \(offset) is \(length) byte\(length == 1 ? "" : "s") but only "
+                + "\(available) \(available == 1 ? "is" : "are") left"
         case .overlongVarint(let field, let offset):
             return "malformed record: overlong varint for \(field) at byte \(offset)"
         case .varintOverflow(let field, let offset):
@@ -110,7 +111,9 @@ public indirect enum RTKError: Error, Equatable, Sendable, CustomStringConvertib
         case .inRecord(let index, let offset, let underlying):
             return "record \(index) (byte \(offset)): \(underlying)"
         case .trailingBytes(let offset, let count):
-            return "\(count) trailing byte\(count == 1 ? "" : "s") at byte \(offset) do not begin an .rtk record (bad magic)"
+            return count == 1
+                ? "1 trailing byte at byte \(offset) does not begin an .rtk record (bad magic)"
+                : "\(count) trailing bytes at byte \(offset) do not begin an .rtk record (bad magic)"
         case .zstd(let operation, let message):
             return "zstd \(operation) failed: \(message)"
         case .zstdNotAFrame(let why):

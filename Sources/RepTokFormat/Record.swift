@@ -207,6 +207,24 @@ public struct RTKRecord: Hashable, Sendable {
         return (record, end)
     }
 
+    /// What a reader that goes on after an error learns from the record starting at `offset`
+    /// (rtk.5, DAMAGED STREAMS). Errors are not wrapped; offsets count from the start of `buffer`.
+    public static func scan(_ buffer: UnsafeRawBufferPointer, at offset: Int) -> RTKScan {
+        var end: Int? = nil
+        do {
+            let (record, next) = try parseRecord(buffer, at: offset, end: &end)
+            return .record(record, size: next - offset)
+        } catch let e as RTKError {
+            if let end { return .damaged(e, size: end - offset) }
+            switch e {
+            case .unsupportedVersion, .unknownRequiredFlags: return .undelimitable(e)
+            default: return .broken(e)
+            }
+        } catch {
+            preconditionFailure("the .rtk reader threw a non-RTKError: \(error)")
+        }
+    }
+
     /// True when the bytes at `pos` are the magic, or a prefix of it that the input cuts off.
     static func startsLikeRecord(_ b: UnsafeRawBufferPointer, at pos: Int) -> Bool {
         let n = min(RTKFormat.magic.count, b.count - pos)
@@ -218,6 +236,13 @@ public struct RTKRecord: Hashable, Sendable {
     /// Phase 1 walks the structure (everything needed to find the checksum) and verifies the
     /// checksum; phase 2 checks field values, so corruption reads as a checksum mismatch.
     static func parseRecord(_ b: UnsafeRawBufferPointer, at start: Int) throws -> (RTKRecord, Int) {
+        var end: Int? = nil
+        return try parseRecord(b, at: start, end: &end)
+    }
+
+    /// `parseRecord`, setting `end` to the offset just past the record as soon as phase 1 has
+    /// found its checksum (so a checksum or value error leaves the record's extent known).
+    static func parseRecord(_ b: UnsafeRawBufferPointer, at start: Int, end: inout Int?) throws -> (RTKRecord, Int) {
         var pos = start
 
         func need(_ count: Int, _ field: String) throws {
@@ -280,6 +305,7 @@ public struct RTKRecord: Hashable, Sendable {
         let payloadRange = pos..<(pos + payloadCount)
         pos += payloadCount
         try need(RTKFormat.checksumBytes, "checksum")
+        end = pos + RTKFormat.checksumBytes
         var stored: UInt32 = 0
         for i in 0..<4 { stored |= UInt32(b[pos + i]) << UInt32(8 * i) }
         let computed = RTKCRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[start..<pos]))
@@ -298,6 +324,22 @@ public struct RTKRecord: Hashable, Sendable {
             ignorableFlags: flags & RTKFormat.mayIgnoreFlags)
         return (record, pos)
     }
+}
+
+/// The record at one offset of a stream, as `RTKRecord.scan` finds it: what a reader that goes
+/// on after an error may do next (rtk.5, DAMAGED STREAMS).
+public enum RTKScan: Equatable, Sendable {
+    /// A valid record of `size` bytes.
+    case record(RTKRecord, size: Int)
+    /// The structure is intact (phase 1 reached the checksum) but the checksum or a value is
+    /// wrong: the record spans `size` bytes by its own lengths, and its bytes are no records.
+    case damaged(RTKError, size: Int)
+    /// The structure is broken before the checksum (malformed varint, a length over its cap or
+    /// past the end, an empty name, truncation): the record's end is unknown.
+    case broken(RTKError)
+    /// An unknown version or must-reject flags: the layout is unknown, so neither the record's
+    /// end nor anything after it can be delimited.
+    case undelimitable(RTKError)
 }
 
 /// Shorter spelling of `RTKRecord.Sampler`.

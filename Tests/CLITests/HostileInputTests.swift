@@ -119,9 +119,10 @@ final class HostileInputTests: XCTestCase {
             let bytes = cases.first { $0.0 == name }!.1
             return Tools.run("rtdec", ["-m", m, "-"], stdin: bytes, cwd: dir).stderr
         }
-        XCTAssertTrue(message("unknown model").contains("0123456789abcdef"), "the fingerprint is named")
+        XCTAssertTrue(message("unknown model").contains("rtdec: (stdin): record 1 (byte 0): model 0123456789abcdef not found"),
+                      "the record, its offset and the fingerprint are named")
         XCTAssertTrue(message("text").contains("not an .rtk file (bad magic at byte 0)"))
-        XCTAssertTrue(message("future version").contains("unsupported .rtk version 2"))
+        XCTAssertTrue(message("future version").contains("record 1 (byte 0): unsupported .rtk version 2"))
         XCTAssertTrue(message("checksum off by one").contains("checksum mismatch"))
         XCTAssertTrue(message("absolute name").contains("checksum") == false)
         XCTAssertTrue(message("absolute name").contains("absolute path"))

@@ -187,7 +187,8 @@ enum TestModel {
     }
 
     @discardableResult
-    static func write(to path: String, shape s: Shape = Shape(), seed: UInt64 = 1, defaultSteps: Int = 2) throws -> String {
+    static func write(to path: String, shape s: Shape = Shape(), seed: UInt64 = 1, defaultSteps: Int = 2,
+                      codecExtra: [String: Any] = [:]) throws -> String {
         let ecfg = EncoderConfig(hiddenSize: s.hidden, numHiddenLayers: s.encoderLayers, numAttentionHeads: s.heads,
                                  patchSize: s.patch, imageSize: s.imageSize)
         let dcfg = DecoderConfig(imageSize: s.imageSize, patchSize: s.patch, width: s.decoderWidth, depth: s.decoderDepth,
@@ -214,8 +215,9 @@ enum TestModel {
         try w.add("quantizer.rotation", shape: [D, D], values: rot)
         try w.add("quantizer.sigma", shape: [D], values: [Float](repeating: 1, count: D))
         try w.add("quantizer.dictionary", shape: [1], dtype: .U8, rawBytes: [0])
-        let codec: [String: Any] = ["default_level": 5, "default_steps": defaultSteps, "default_sampler": "euler",
+        var codec: [String: Any] = ["default_level": 5, "default_steps": defaultSteps, "default_sampler": "euler",
                                     "description": "random test model", "bootstrap": true, "base_step": 0.25]
+        codec.merge(codecExtra) { $1 }
         w.metadata["reptok.config"] = try ModelFile.configJSON(encoder: ecfg, decoder: dcfg, extra: ["codec": codec])
         try w.write(to: path)
         return path

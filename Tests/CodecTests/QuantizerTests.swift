@@ -1,5 +1,6 @@
 import Foundation
 import RepTokCodec
+import RepTokFormat
 import RepTokTensor
 import XCTest
 
@@ -86,5 +87,60 @@ final class QuantizerTests: XCTestCase {
         let qz = Quantizer.fit(tokens: toks, dim: D)
         XCTAssertThrowsError(try qz.decode([0xde, 0xad, 0xbe, 0xef], level: 5))
         XCTAssertThrowsError(try qz.decode([], level: 5))
+    }
+
+    /// A payload holds exactly the token of its level: for zstd, the packing of at most the
+    /// level's coded values (no trailing zero, shortest varints); for laplace, their coding.
+    /// A 5-value token written twice is refused where the level codes 5 values (issue #14).
+    func testAPayloadHoldsExactlyTheLevelsCodedValues() throws {
+        let D = 16
+        let toks = syntheticTokens(n: 60, D: D, seed: 5)
+        let fit = Quantizer.fit(tokens: toks, dim: D)
+        let coefficients = [2, 3, 4, 5, 5, 6, 7, 8, 16]
+        let zq = fit.with(levelSteps: Quantizer.levels.map { fit.step(level: $0) }, coefficients: coefficients)
+        let lq = Quantizer(mean: zq.mean, rotation: zq.rotation, sigma: zq.sigma, dictionary: [], baseStep: zq.baseStep,
+                           levelSteps: zq.levelSteps, levelCoefficients: coefficients, entropy: .laplace,
+                           scale: zq.sigma.map { max($0, 1e-3) })
+        func message(_ body: @autoclosure () throws -> [Float]) -> String {
+            do { _ = try body(); return "accepted" } catch { return "\(error)" }
+        }
+        var checked = 0
+        try toks.withUnsafeBufferPointer { tp in
+            for r in 0..<20 {
+                let z = tp.baseAddress! + r * D
+                // zstd: the level-5 token packs 5 values; the last is nonzero (trailing zeros dropped).
+                let payload = try zq.encode(z, level: 5)
+                XCTAssertNoThrow(try zq.decode(payload, level: 5))
+                let raw = try RTKZstd.decompress(payload)
+                let values = try Quantizer.unpack(raw, dim: D)
+                XCTAssertTrue(values[5...].allSatisfy { $0 == 0 })
+                guard values[4] != 0 else { continue }
+                checked += 1
+                let twice = try RTKZstd.compress(raw + raw)
+                XCTAssertTrue(message(try zq.decode(twice, level: 5))
+                                .contains("the token is not the packing of the 5 values level 5 codes"), "row \(r)")
+                XCTAssertNoThrow(try zq.decode(twice, level: 9), "level 9 codes 16 values: a valid token there")
+                XCTAssertThrowsError(try zq.decode(try RTKZstd.compress(raw + [0]), level: 5), "a trailing zero value")
+                XCTAssertThrowsError(try zq.decode(try RTKZstd.compress(raw + [0]), level: 9), "a trailing zero value")
+                // The first value written with one byte more than it needs.
+                var overlong = raw
+                overlong[0] |= 0x80
+                overlong.insert(0x00, at: 1)
+                if raw[0] < 0x80 {
+                    XCTAssertThrowsError(try zq.decode(try RTKZstd.compress(overlong), level: 9), "an overlong varint")
+                }
+                // A frame with its checksum flag set is refused from its header.
+                var flagged = payload
+                flagged[0] |= 0x04
+                XCTAssertTrue(message(try zq.decode(flagged, level: 5)).contains("content checksum or a dictionary ID"))
+                // laplace: the same token's coding written twice.
+                let coded = try lq.encode(z, level: 5)
+                XCTAssertNoThrow(try lq.decode(coded, level: 5))
+                if !coded.isEmpty {
+                    XCTAssertThrowsError(try lq.decode(coded + coded, level: 5), "row \(r): a laplace token twice")
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 5)
     }
 }

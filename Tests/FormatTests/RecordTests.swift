@@ -30,6 +30,78 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(try Fixtures.extreme.serialized().count, 65_831)
     }
 
+    /// rtk.5's overhead figures: 21 bytes plus the width and height varints for seed 0, one
+    /// step, no name and a payload under 128 bytes; and the longest structure phase 1 delimits.
+    func testOverheadFiguresOfTheManPage() throws {
+        func overhead(_ w: Int, _ h: Int, payload: Int = 100) throws -> Int {
+            let r = RTKRecord(fingerprint: 1, width: w, height: h, level: 5, seed: 0, sampler: .euler, steps: 1,
+                              payload: [UInt8](repeating: 7, count: payload))
+            return try r.serialized().count - payload
+        }
+        XCTAssertEqual(try overhead(127, 127), 23)
+        XCTAssertEqual(try overhead(128, 96), 24)
+        XCTAssertEqual(try overhead(96, 128), 24)
+        XCTAssertEqual(try overhead(128, 128), 25)
+        XCTAssertEqual(try overhead(16_383, 4_096), 25)
+        XCTAssertEqual(try overhead(16_384, 128), 26, "a side of 16384 or more takes 3 bytes")
+        XCTAssertEqual(try overhead(128, 128, payload: 128), 26, "a payload of 128 bytes or more takes 2")
+        // Phase 1 walks 10-byte varints for width, height and steps before the values are
+        // checked: such a record is delimited (a damaged record, skipped whole) at 65,854 bytes.
+        var raw = RawRecord.named([UInt8](repeating: 0x61, count: 255))
+        raw.width = [UInt8](repeating: 0xFF, count: 9) + [0x01]
+        raw.height = raw.width; raw.steps = raw.width; raw.seed = raw.width
+        raw.payload = [UInt8](repeating: 0, count: 65_536)
+        let longest = raw.bytes
+        XCTAssertEqual(longest.count, 65_854)
+        XCTAssertEqual(longest.withUnsafeBytes { RTKRecord.scan($0, at: 0) },
+                       .damaged(.outOfRange(field: "width", value: .max, range: 1...65_535), size: 65_854))
+    }
+
+    // MARK: Damaged streams (rtk.5, DAMAGED STREAMS)
+
+    func testScanTellsHowFarADamagedRecordReaches() throws {
+        let good = try Fixtures.typical.serialized(), n = good.count
+        func scan(_ bytes: [UInt8], at offset: Int = 0) -> RTKScan { bytes.withUnsafeBytes { RTKRecord.scan($0, at: offset) } }
+        XCTAssertEqual(scan(good), .record(Fixtures.typical, size: n))
+        XCTAssertEqual(scan(try Fixtures.named.serialized() + good, at: try Fixtures.named.serialized().count),
+                       .record(Fixtures.typical, size: n), "offsets count from the start of the buffer")
+        // Intact structure: the record's own lengths delimit it, whatever is wrong inside.
+        for c: Corruption in [.checksumMismatch, .levelZero, .unknownSampler, .zeroSteps, .pixelsOverCap, .nameAbsolute,
+                              .nameBadUTF8] {
+            let bytes = c.bytes
+            guard case .damaged(let e, let size) = scan(bytes) else { XCTFail("\(c): \(scan(bytes))"); continue }
+            XCTAssertEqual(size, bytes.count, "\(c)")
+            XCTAssertTrue(c.expected(e), "\(c): \(e)")
+        }
+        // Broken structure: no known end.
+        for c: Corruption in [.nameEmpty, .nameTooLong, .nameLengthBeyondEnd, .overlongVarint, .varintOverflow,
+                              .payloadLengthBeyondEnd, .payloadOverCap, .truncatedMagic, .truncatedHeader,
+                              .truncatedVarint, .truncatedChecksum, .badMagic] {
+            guard case .broken(let e) = scan(c.bytes) else { XCTFail("\(c): \(scan(c.bytes))"); continue }
+            XCTAssertTrue(c.expected(e), "\(c): \(e)")
+        }
+        // Unknown layout: nothing from here on can be delimited.
+        XCTAssertEqual(scan(Corruption.futureVersion.bytes), .undelimitable(.unsupportedVersion(2)))
+        XCTAssertEqual(scan(Corruption.versionZero.bytes), .undelimitable(.unsupportedVersion(0)))
+        XCTAssertEqual(scan(Corruption.mustRejectFlag.bytes), .undelimitable(.unknownRequiredFlags(0x02)))
+        // scan agrees with parseOne on every truncation and single-bit flip of a record.
+        for cut in 0...n {
+            let b = Array(good.prefix(cut))
+            if case .record = scan(b) { XCTAssertEqual(cut, n) }
+        }
+        for i in 0..<n {
+            for bit in 0..<8 {
+                var m = good
+                m[i] ^= 1 << bit
+                switch scan(m) {
+                case .record: XCTFail("byte \(i) bit \(bit) accepted")
+                case .damaged(_, let size): XCTAssertLessThanOrEqual(size, m.count)
+                case .broken, .undelimitable: break
+                }
+            }
+        }
+    }
+
     /// The example in Man/rtk.5 (EXAMPLES). Changing these bytes is a format change.
     func testGoldenExampleFromManPage() throws {
         let record = RTKRecord(fingerprint: 0x0123_4567_89AB_CDEF, width: 128, height: 96, level: 5,
@@ -216,6 +288,13 @@ final class RecordTests: XCTestCase {
                        "record 2 (byte 64): checksum mismatch (stored 0x00000001, computed 0xABCDEF12)")
         XCTAssertEqual(RTKError.unknownRequiredFlags(0x04).description,
                        "record uses unsupported features (must-reject flag bits 0x04 set)")
+        // Number agreement (issue #14).
+        XCTAssertEqual(RTKError.trailingBytes(offset: 64, count: 1).description,
+                       "1 trailing byte at byte 64 does not begin an .rtk record (bad magic)")
+        XCTAssertEqual(RTKError.lengthBeyondEnd(field: "payload", offset: 19, length: 2, available: 1).description,
+                       "truncated record: payload at byte 19 is 2 bytes but only 1 is left")
+        XCTAssertEqual(RTKError.lengthBeyondEnd(field: "name", offset: 19, length: 1, available: 0).description,
+                       "truncated record: name at byte 19 is 1 byte but only 0 are left")
         // Every corruption's message is one printable line.
         for c in Corruption.allCases {
             guard let e = try? { () -> RTKError? in
