@@ -14,10 +14,17 @@ public struct RTEnc: ParsableCommand {
         One input without -o is written to stdout (refused when stdout is a terminal, unless -f). \
         Several inputs (or -r, or -d) give NAME.rtk beside each NAME, or under -d DIR. -c writes \
         one stream of named records to stdout; -o FILE with several inputs writes that stream to FILE. \
+        --files-from LIST --shard K/N -o FILE --index IDX encodes one shard of a large list (K from 0). \
         Exit status: 0 success, 1 some input failed, 64 usage error. See rtenc(1).
         """)
 
     @OptionGroup public var files: FileOptions
+    @OptionGroup public var lists: ListOptions
+
+    @Option(name: .customLong("index"),
+            help: ArgumentHelp("Also write the stream's index to FILE: NAME, OFFSET, BYTES per record.", valueName: "FILE"))
+    public var index: String?
+
     @OptionGroup public var modelOptions: ModelOptions
 
     @Option(name: [.customShort("q"), .customLong("quality")],
@@ -47,6 +54,16 @@ public struct RTEnc: ParsableCommand {
 
     public func validate() throws {
         try files.check(inputs: inputs)
+        try lists.check(tool: "rtenc", inputs: inputs)
+        if let ix = index {
+            if ix.isEmpty || ix == "-" { throw ListOptions.usage(tool: "rtenc", "--index needs a file name") }
+            if files.output == nil && !files.toStdout {
+                throw ListOptions.usage(tool: "rtenc", "--index needs a stream of records: -o FILE or -c")
+            }
+            if let o = files.output, o == ix || (IO.fileID(o) != nil && IO.fileID(o) == IO.fileID(ix)) {
+                throw ListOptions.usage(tool: "rtenc", "--index and -o name the same file")
+            }
+        }
         try report.check()
         if let l = level, !(1...9).contains(l) { throw ValidationError("-q must be 1 to 9, not \(l)") }
         if let t = targetBytes, t < 1 { throw ValidationError("--target-bytes must be positive") }
@@ -68,9 +85,28 @@ public struct RTEnc: ParsableCommand {
         Interrupts.beforeExit = { console.clearProgress() }
         Interrupts.install()
 
-        let list = Inputs.expand(inputs, recursive: files.recursive) { ImageFormat(path: $0) != nil }
+        // The names: the command line's, then the list's. The list is read before anything is
+        // written: an unreadable list leaves no output.
+        var names = inputs.map { NamedInput(path: $0) }
+        if let from = lists.filesFrom {
+            do { names += try FileList.read(from, nul: lists.nullSeparated) } catch {
+                console.error(path: from, "cannot read the file list: \(error)")
+                throw ExitCode(ExitStatus.failure)
+            }
+        }
+        // A shard is chosen among the names before any is opened: each worker stats and walks
+        // only its own part of the dataset.
+        let shard = lists.shard
+        let namesInAll = names.count
+        if let shard { names = shard.select(names) { $0.bytes } }
+        var list = Inputs.expand(names.compactMap(\.path), recursive: files.recursive,
+                                 stdinWhenEmpty: lists.filesFrom == nil && shard == nil) { ImageFormat(path: $0) != nil }
+        list.errors += names.filter { $0.path == nil }.map { ($0.shown, $0.problem) }
+        // A list or a shard is a batch even when it holds one input (or none): its records are
+        // named, and -o FILE holds a stream, so that the shards' outputs can be concatenated.
+        let batch = lists.filesFrom != nil || shard != nil || index != nil
         let argumentCount = max(inputs.count, 1)
-        let several = argumentCount > 1 || list.walkedDirectory || files.recursive
+        let several = argumentCount > 1 || list.walkedDirectory || files.recursive || batch
         // -c, or -o with several inputs: one stream of named records.
         let streamMode = files.toStdout || (files.output != nil && several)
         let singleToStdout = !streamMode && files.output == nil && files.outputDir == nil && !several
@@ -122,13 +158,21 @@ public struct RTEnc: ParsableCommand {
             tally.failure()
         }
 
-        // The stream's file (-o with several inputs) is opened first so that a refusal costs no work.
+        // The stream's file (-o with several inputs) and its index are opened first so that a
+        // refusal costs no work.
         var streamFile: PendingOutput? = nil
-        if streamMode, let o = files.output {
-            do { streamFile = try PendingOutput(destination: o, force: files.force, inputs: list.identities) } catch {
-                console.error("\(error)")
-                throw ExitCode(ExitStatus.failure)
+        var indexFile: PendingOutput? = nil
+        do {
+            if streamMode, let o = files.output {
+                streamFile = try PendingOutput(destination: o, force: files.force, inputs: list.identities)
             }
+            if let ix = index {
+                indexFile = try PendingOutput(destination: ix, force: files.force, inputs: list.identities)
+            }
+        } catch {
+            streamFile?.discard()
+            console.error("\(error)")
+            throw ExitCode(ExitStatus.failure)
         }
 
         let items = list.items
@@ -202,30 +246,61 @@ public struct RTEnc: ParsableCommand {
         }
         console.clearProgress()
 
+        // The records of the stream, in input order (failed inputs have none).
+        let results = streamResults.all
+        let written = streamMode ? items.indices.compactMap { i in
+            results[i].map { (name: items[i].isStdin ? nil : items[i].rel, bytes: $0) }
+        } : []
+        // No input at all (an empty list, or an empty shard) gives an empty stream, so that every
+        // shard that succeeds leaves its output; inputs that all failed leave none.
+        let nothingToDo = batch && items.isEmpty && list.errors.isEmpty
+        var streamComplete = true
         if let f = streamFile {
-            let parts = streamResults.all.compactMap { $0 }
-            if parts.isEmpty {
+            if written.isEmpty && !nothingToDo {
                 f.discard()
+                streamComplete = false
             } else {
                 do {
-                    try f.write(parts.flatMap { $0 })
+                    try f.write(written.flatMap { $0.bytes })
                     try f.commit(inputs: list.identities)
                 } catch {
                     console.error("\(error)")
                     tally.failure()
+                    streamComplete = false
                 }
             }
         }
         if let e = ordered.writeError {
             console.error("stdout: \(e)")
             tally.failure()
+            streamComplete = false
         }
-        if argumentCount > 1 || list.walkedDirectory || tally.failed + tally.succeeded > 1 {
-            let total = tally.succeeded + tally.failed
-            if tally.failed > 0 {
-                console.info("\(tally.succeeded) of \(total) files encoded, \(tally.failed) failed", level: .normal)
+        // The index describes the stream as written: it is kept only with it.
+        if let ix = indexFile {
+            if streamComplete && (!written.isEmpty || nothingToDo) {
+                do {
+                    try ix.write(StreamIndex.text(written.map { ($0.name, $0.bytes.count) }))
+                    try ix.commit(inputs: list.identities)
+                } catch {
+                    console.error("\(error)")
+                    tally.otherFailure()
+                }
             } else {
-                console.info("\(total) files encoded, \(tally.inputBytes) bytes -> \(tally.outputBytes) bytes", level: .normal)
+                ix.discard()
+            }
+        }
+        let prefix = shard.map { "shard \($0): " } ?? ""
+        if let shard, nothingToDo {
+            console.info("shard \(shard) is empty (\(namesInAll) name\(namesInAll == 1 ? "" : "s") in \(shard.count) shards)",
+                         level: .normal)
+        } else if argumentCount > 1 || list.walkedDirectory || tally.failed + tally.succeeded > 1 || batch {
+            let total = tally.succeeded + tally.failed
+            let noun = "file\(total == 1 ? "" : "s")"
+            if tally.failed > 0 {
+                console.info("\(prefix)\(tally.succeeded) of \(total) \(noun) encoded, \(tally.failed) failed", level: .normal)
+            } else {
+                console.info("\(prefix)\(total) \(noun) encoded, \(tally.inputBytes) bytes -> \(tally.outputBytes) bytes",
+                             level: .normal)
             }
         }
         try failIf(tally.anyFailed)

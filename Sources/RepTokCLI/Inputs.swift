@@ -47,10 +47,12 @@ public enum Inputs {
     }
 
     /// Expands the arguments. `accept` chooses which files of a -r walk to take (files named
-    /// explicitly are always taken). No arguments means stdin.
-    public static func expand(_ args: [String], recursive: Bool, accept: (String) -> Bool) -> InputList {
+    /// explicitly are always taken). No arguments means stdin unless `stdinWhenEmpty` is off
+    /// (inputs from a file list, which may be empty).
+    public static func expand(_ args: [String], recursive: Bool, stdinWhenEmpty: Bool = true,
+                              accept: (String) -> Bool) -> InputList {
         var list = InputList()
-        let args = args.isEmpty ? ["-"] : args
+        let args = args.isEmpty && stdinWhenEmpty ? ["-"] : args
         for arg in args {
             if arg == "-" {
                 list.items.append(InputItem(path: "-", rel: "stdin", fromWalk: false))
