@@ -108,22 +108,22 @@ for n in names:
         e = json.load(open(os.path.join(d, "eval.json")))
     except OSError:
         continue
-    lv = {x["level"]: x for x in e["levels"]}
-    dl = lv[e["default_level"]]
-    def cell(x):
-        bar = x.get("linear_bar")
-        return f"{x['mean_bytes']:.1f} / {x['psnr']:.2f} / " + (f"{bar['psnr']:.2f}" if bar else "-")
+    rows = {r["level"]: r for r in e["rows"] if r["name"] == "codec" and r.get("steps") == 1}
+    bars = e.get("linear_bar") or [None] * 9
+    def cell(level):
+        r, bar = rows[level], bars[level - 1]
+        return f"{r['bytes']:.1f} / {r['psnr']:.2f} / " + (f"{bar['psnr']:.2f}" if bar else "-")
     fd = "-"
     try:
         r = json.load(open(os.path.join(d, "fd_cfg1.json")))
-        r = r[0] if isinstance(r, list) else r
         fd = f"{r['frechet']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
     except OSError:
         pass
-    bar = dl.get("linear_bar")
+    dl = e["default_level"]
+    bar = bars[dl - 1]
     cos = e.get("token_cosine")
-    L.append(f"| {what.get(n, n)} | {dl['mean_bytes']:.1f} | {dl['psnr']:.2f} | " + (f"{bar['psnr']:.2f}" if bar else "-") +
-             f" | {cell(lv[min(lv)])} | {cell(lv[max(lv)])} | " + (f"{cos:.3f}" if cos is not None else "-") + f" | {fd} |")
+    L.append(f"| {what.get(n, n)} | {rows[dl]['bytes']:.1f} | {rows[dl]['psnr']:.2f} | " + (f"{bar['psnr']:.2f}" if bar else "-") +
+             f" | {cell(1)} | {cell(9)} | " + (f"{cos:.3f}" if cos is not None else "-") + f" | {fd} |")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 EOF

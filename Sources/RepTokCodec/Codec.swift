@@ -49,6 +49,18 @@ public enum Codec {
         Resample.resize(img, width: S, height: S, filter: .bilinear)
     }
 
+    /// Sum of squared errors of decoder-space values v (pixel (v + 1) 127.5, rounded and clipped
+    /// to 8 bits, as RGBImage stores a decode) against reference pixels in 0...255: what PSNR at
+    /// the model resolution measures.
+    public static func squaredError8(decoderSpace v: UnsafePointer<Float>, reference: UnsafePointer<Float>, count: Int) -> Double {
+        var se = 0.0
+        for i in 0..<count {
+            let p = min(max(((Double(v[i]) + 1) * 127.5).rounded(), 0), 255)
+            let e = p - Double(reference[i]); se += e * e
+        }
+        return se
+    }
+
     /// The latent token z [1, D] of an image.
     public static func token(_ img: RGBImage, model: CodecModel) -> Tensor {
         let S = model.imageSize
@@ -65,15 +77,23 @@ public enum Codec {
         let z = token(img, model: model)
         let sampler = o.sampler ?? (model.codec.defaultSampler == "heun" ? .heun : .euler)
         let steps = o.steps ?? model.codec.defaultSteps
+        // step modes: the encoder's choice needs the error of the unquantized token's 1-step decode
+        var residual = 0.0
+        if model.quantizer.stepModes != nil {
+            let S = model.imageSize
+            let view = modelView(img, size: S).planarFloats(scale: 1, offset: 0)
+            let x = decodeRaw(latent: z, model: model, seed: o.seed, sampler: .euler, steps: 1)
+            residual = view.withUnsafeBufferPointer { squaredError8(decoderSpace: x.data, reference: $0.baseAddress!, count: view.count) }
+        }
         func record(level: Int) throws -> RTKRecord {
-            let payload = try model.quantizer.encode(z.data, level: level)
+            let payload = try model.quantizer.encode(z.data, level: level, residual: residual)
             return RTKRecord(fingerprint: model.fingerprint, width: img.width, height: img.height, level: level,
                              seed: o.seed, sampler: sampler, steps: steps, name: o.name, payload: payload)
         }
         if let target = o.targetBytes {
             for level in Quantizer.levels.reversed() {
                 let r = try record(level: level)
-                if try r.serializedCount <= target { return r }
+                if r.serializedCount <= target { return r }
             }
             throw CodecError.noLevelFits(target)
         }

@@ -24,6 +24,11 @@ public struct CodecConfig: Codable, Equatable, Sendable {
     public var levelRDO: [Float]?
     /// Per level, a factor on the Laplace scales of its tables (Quantizer.levelScale). Written only when set.
     public var levelScale: [Float]?
+    /// Step factors of the per-picture step modes (Quantizer.stepModes). Written only when set.
+    public var stepModes: [Float]?
+    /// Encoder only: the dB per payload bit of each level's mode choice (Quantizer.levelLambda).
+    /// Written only when set.
+    public var levelLambda: [Float]?
     /// The payload's entropy coder (Quantizer.Entropy). Written only when not zstd, so the
     /// configs (and fingerprints) of the first models are what they were.
     public var entropy: Quantizer.Entropy = .zstd
@@ -33,6 +38,7 @@ public struct CodecConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case defaultLevel = "default_level", defaultSteps = "default_steps", defaultSampler = "default_sampler"
         case description, bootstrap, baseStep = "base_step", levelSteps = "level_steps", levelCoefficients = "level_coefficients", levelRDO = "level_rdo", levelScale = "level_scale", entropy
+        case stepModes = "step_modes", levelLambda = "level_lambda"
     }
 
     public func encode(to e: Encoder) throws {
@@ -45,6 +51,8 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         if let r = levelRDO { try c.encode(r, forKey: .levelRDO) }
         if let f = levelScale { try c.encode(f, forKey: .levelScale) }
         if entropy != .zstd { try c.encode(entropy, forKey: .entropy) }
+        if let m = stepModes { try c.encode(m, forKey: .stepModes) }
+        if let l = levelLambda { try c.encode(l, forKey: .levelLambda) }
     }
 
     public init(from d: Decoder) throws {
@@ -60,6 +68,8 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         levelRDO = try c.decodeIfPresent([Float].self, forKey: .levelRDO)
         levelScale = try c.decodeIfPresent([Float].self, forKey: .levelScale)
         entropy = try c.decodeIfPresent(Quantizer.Entropy.self, forKey: .entropy) ?? .zstd
+        stepModes = try c.decodeIfPresent([Float].self, forKey: .stepModes)
+        levelLambda = try c.decodeIfPresent([Float].self, forKey: .levelLambda)
     }
 }
 
@@ -143,10 +153,20 @@ public final class CodecModel: @unchecked Sendable {
                     throw ModelError.invalidConfig("level_scale must be 9 factors > 0, with entropy laplace")
                 }
             }
+            if let m = codec.stepModes {
+                guard (2...Quantizer.maxStepModes).contains(m.count), m.allSatisfy({ $0 > 0 && $0.isFinite }), codec.entropy == .laplace else {
+                    throw ModelError.invalidConfig("step_modes must be 2-\(Quantizer.maxStepModes) factors > 0, with entropy laplace")
+                }
+            }
+            if let l = codec.levelLambda {
+                guard l.count == Quantizer.levels.count, l.allSatisfy({ $0 >= 0 && $0.isFinite }), codec.stepModes != nil else {
+                    throw ModelError.invalidConfig("level_lambda must be 9 weights >= 0, with step_modes")
+                }
+            }
             quantizer = Quantizer(mean: mean, rotation: rot, sigma: sigma, dictionary: dict.count > 1 ? dict : [],
                                   baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
                                   levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO, levelScale: codec.levelScale,
-                                  entropy: codec.entropy, scale: scale)
+                                  entropy: codec.entropy, scale: scale, stepModes: codec.stepModes, levelLambda: codec.levelLambda)
             guard Quantizer.levels.contains(codec.defaultLevel), (1...1000).contains(codec.defaultSteps),
                   SamplerKind(rawValue: codec.defaultSampler) != nil else {
                 throw ModelError.invalidConfig("codec defaults out of range")

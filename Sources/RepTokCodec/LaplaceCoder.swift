@@ -80,10 +80,15 @@ public enum LaplaceCoder {
         var escape: Int { 2 * k + 1 }
     }
 
-    /// Codes symbols, one per table.
-    public static func encode(_ q: [Int32], tables: [Table]) -> [UInt8] {
+    /// Codes symbols, one per table; with a `header` (value in 0..<count), first that value,
+    /// uniformly over `count` (the quantizer's step mode).
+    public static func encode(_ q: [Int32], tables: [Table], header: (value: Int, count: Int)? = nil) -> [UInt8] {
         precondition(q.count == tables.count, "LaplaceCoder.encode: \(q.count) symbols for \(tables.count) tables")
         var e = ArithmeticEncoder()
+        if let h = header {
+            precondition((2...256).contains(h.count) && (0..<h.count).contains(h.value), "LaplaceCoder header \(h)")
+            e.encode(cumLow: UInt32(h.value), cumHigh: UInt32(h.value + 1), total: UInt32(h.count))
+        }
         for (v, tb) in zip(q, tables) {
             let a = Int(v.magnitude)
             if a <= tb.k {
@@ -101,9 +106,21 @@ public enum LaplaceCoder {
         return e.finish()
     }
 
-    /// Decodes `tables.count` symbols; throws on an escape longer than the cap.
-    public static func decode(_ bytes: [UInt8], tables: [Table]) throws -> [Int32] {
+    /// The header value of a payload coded with a header of `count` values.
+    public static func decodeHeader(_ bytes: [UInt8], count: Int) throws -> Int {
+        guard (2...256).contains(count) else { throw CodecError.corruptPayload("header of \(count) values") }
         var d = ArithmeticDecoder(bytes)
+        return d.decode(cum: (0...count).map { UInt32($0) }, total: UInt32(count))
+    }
+
+    /// Decodes `tables.count` symbols (after a header of `header` values, skipped); throws on an
+    /// escape longer than the cap.
+    public static func decode(_ bytes: [UInt8], tables: [Table], header: Int? = nil) throws -> [Int32] {
+        var d = ArithmeticDecoder(bytes)
+        if let n = header {
+            guard (2...256).contains(n) else { throw CodecError.corruptPayload("header of \(n) values") }
+            _ = d.decode(cum: (0...n).map { UInt32($0) }, total: UInt32(n))
+        }
         var out = [Int32]()
         out.reserveCapacity(tables.count)
         for tb in tables {

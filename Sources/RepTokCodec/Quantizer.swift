@@ -18,6 +18,13 @@ import RepTokTensor
 /// - `quantizer.scale` [D] (laplace only): each coordinate's Laplace scale b_i (mean |y_i|)
 /// and in `reptok.config`'s `codec` part, `base_step`: the absolute step at level 5 in the rotated
 /// coordinates (each level scales it by 2^((5 - level) / 2)), or `level_steps`, the nine steps.
+///
+/// Step modes (laplace only, `step_modes`: M factors): each payload begins with a mode m coded
+/// uniformly over M, and the picture's step at its level is the level's step times factor m. The
+/// encoder picks the mode per picture (`encode(_:level:residual:)`): the one minimizing the
+/// predicted log error 10 log10(residual + e2) plus `level_lambda` dB per payload bit, so a
+/// picture whose decode is already close buys more dB with finer steps and a hard picture saves
+/// bits where they buy little. Mean PSNR, a mean of logarithms, rises at the same mean bytes.
 public struct Quantizer: Sendable, Equatable {
     public enum Entropy: String, Sendable, Codable { case zstd, laplace }
     public static let levels = 1...9
@@ -41,6 +48,11 @@ public struct Quantizer: Sendable, Equatable {
     /// Per level, a factor on every coordinate's Laplace scale in that level's tables (nil: 1),
     /// fitted to the symbols the level's step and RD weight actually produce.
     public let levelScale: [Float]?
+    /// Step factors of the per-picture step modes (nil: no mode symbol).
+    public let stepModes: [Float]?
+    /// Encoder only, per level: the dB per payload bit of the mode choice (needs `stepModes`).
+    public let levelLambda: [Float]?
+    public static let maxStepModes = 16
     public let entropy: Entropy
     /// Laplace scale of each coordinate (entropy laplace).
     public let scale: [Float]
@@ -52,7 +64,8 @@ public struct Quantizer: Sendable, Equatable {
 
     public init(mean: [Float], rotation: [Float], sigma: [Float], dictionary: [UInt8], baseStep: Float,
                 synthesis: [Float]? = nil, levelSteps: [Float]? = nil, levelCoefficients: [Int]? = nil,
-                levelRDO: [Float]? = nil, levelScale: [Float]? = nil, entropy: Entropy = .zstd, scale: [Float] = []) {
+                levelRDO: [Float]? = nil, levelScale: [Float]? = nil, entropy: Entropy = .zstd, scale: [Float] = [],
+                stepModes: [Float]? = nil, levelLambda: [Float]? = nil) {
         dim = mean.count
         self.mean = mean; self.rotation = rotation; self.sigma = sigma
         self.dictionary = dictionary; self.baseStep = baseStep
@@ -60,6 +73,11 @@ public struct Quantizer: Sendable, Equatable {
         self.levelCoefficients = levelCoefficients
         self.levelRDO = levelRDO
         self.levelScale = levelScale
+        self.stepModes = stepModes; self.levelLambda = levelLambda
+        precondition(stepModes == nil || ((2...Quantizer.maxStepModes).contains(stepModes!.count) && entropy == .laplace
+                     && stepModes!.allSatisfy { $0 > 0 && $0.isFinite }), "step_modes: 2-16 factors > 0, laplace only")
+        precondition(levelLambda == nil || (stepModes != nil && levelLambda!.count == Quantizer.levels.count
+                     && levelLambda!.allSatisfy { $0 >= 0 && $0.isFinite }), "level_lambda: 9 weights >= 0, with step_modes")
         precondition(levelScale == nil || (levelScale!.count == Quantizer.levels.count && entropy == .laplace
                      && levelScale!.allSatisfy { $0 > 0 && $0.isFinite }), "level_scale: 9 factors > 0, laplace only")
         precondition(levelRDO == nil || (levelRDO!.count == Quantizer.levels.count && entropy == .laplace
@@ -74,7 +92,8 @@ public struct Quantizer: Sendable, Equatable {
         a.mean == b.mean && a.rotation == b.rotation && a.sigma == b.sigma && a.dictionary == b.dictionary
             && a.baseStep == b.baseStep && a.synthesis == b.synthesis && a.levelSteps == b.levelSteps
             && a.entropy == b.entropy && a.scale == b.scale && a.levelCoefficients == b.levelCoefficients
-            && a.levelRDO == b.levelRDO && a.levelScale == b.levelScale
+            && a.levelRDO == b.levelRDO && a.levelScale == b.levelScale && a.stepModes == b.stepModes
+            && a.levelLambda == b.levelLambda
     }
 
     /// The same quantizer with other level steps, coded coordinate counts and RD weights.
@@ -82,8 +101,18 @@ public struct Quantizer: Sendable, Equatable {
                      scaleFactors f: [Float]? = nil) -> Quantizer {
         Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dictionary, baseStep: baseStep,
                   synthesis: synthesis, levelSteps: s, levelCoefficients: k ?? levelCoefficients, levelRDO: rdo ?? levelRDO,
-                  levelScale: f ?? levelScale, entropy: entropy, scale: scale)
+                  levelScale: f ?? levelScale, entropy: entropy, scale: scale, stepModes: stepModes, levelLambda: levelLambda)
     }
+
+    /// The same quantizer with step modes (nil: none) and their per-level weights.
+    public func with(stepModes m: [Float]?, lambda: [Float]?) -> Quantizer {
+        Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dictionary, baseStep: baseStep,
+                  synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, levelRDO: levelRDO,
+                  levelScale: levelScale, entropy: entropy, scale: scale, stepModes: m, levelLambda: m == nil ? nil : lambda)
+    }
+
+    /// The number of step modes (1 without them: no mode symbol).
+    public var modeCount: Int { stepModes?.count ?? 1 }
 
     /// The number of leading coordinates a level codes.
     public func coded(level: Int) -> Int { levelCoefficients?[level - 1] ?? dim }
@@ -95,10 +124,16 @@ public struct Quantizer: Sendable, Equatable {
         return baseStep * Float(pow(2.0, Double(5 - level) / 2))
     }
 
-    /// Probability tables of a level, computed once per quantizer and level.
-    public func laplaceTables(level: Int) -> [LaplaceCoder.Table] {
-        tables.get(level) {
-            let st = step(level: level), f = levelScale?[level - 1] ?? 1
+    /// The step of a level in step mode `mode` (the level's step times the mode's factor).
+    public func step(level: Int, mode: Int) -> Float {
+        guard let m = stepModes else { return step(level: level) }
+        return step(level: level) * m[mode]
+    }
+
+    /// Probability tables of a level (and step mode), computed once per quantizer, level and mode.
+    public func laplaceTables(level: Int, mode: Int = 0) -> [LaplaceCoder.Table] {
+        tables.get(level * 32 + mode) {
+            let st = step(level: level, mode: mode), f = levelScale?[level - 1] ?? 1
             return scale[0..<coded(level: level)].map { LaplaceCoder.Table(scale: $0 * f, step: st) }
         }
     }
@@ -135,11 +170,11 @@ public struct Quantizer: Sendable, Equatable {
     /// the rest 0. With an RD weight w > 0 (laplace), each nonzero value may move one step toward
     /// zero when that lowers (y/step - q)^2 + w bits(q), bits from the level's table: fewer bytes
     /// for a little more distortion, an encoder choice the decoder does not see.
-    public func quantize(_ y: [Float], level: Int) -> [Int32] {
-        let s = step(level: level), k = coded(level: level)
+    public func quantize(_ y: [Float], level: Int, mode: Int = 0) -> [Int32] {
+        let s = step(level: level, mode: mode), k = coded(level: level)
         var q = y.enumerated().map { i, v in i < k ? Int32(max(-1_000_000, min(1_000_000, (v / s).rounded()))) : 0 }
         guard let w = levelRDO?[level - 1], w > 0 else { return q }
-        let tables = laplaceTables(level: level)
+        let tables = laplaceTables(level: level, mode: mode)
         for i in 0..<k where q[i] != 0 {
             let t = tables[i], a = Int(q[i].magnitude)
             guard a <= t.k else { continue }
@@ -191,10 +226,40 @@ public struct Quantizer: Sendable, Equatable {
         return q
     }
 
+    /// The payload of rotated coordinates y in step mode `mode` (laplace): the mode symbol when
+    /// the quantizer has modes, then the level's coded symbols; with the squared error of the
+    /// dequantized coordinates (all of them, the uncoded ones at zero).
+    public func laplacePayload(_ y: [Float], level: Int, mode: Int = 0) -> (bytes: [UInt8], error: Double) {
+        let q = quantize(y, level: level, mode: mode), k = coded(level: level), s = Double(step(level: level, mode: mode))
+        var e2 = 0.0
+        for i in 0..<dim { let e = Double(y[i]) - Double(q[i]) * s; e2 += e * e }
+        let header = stepModes.map { (value: mode, count: $0.count) }
+        return (LaplaceCoder.encode(Array(q[0..<k]), tables: laplaceTables(level: level, mode: mode), header: header), e2)
+    }
+
+    /// The step mode the encoder picks for rotated coordinates y: the least predicted log error
+    /// 10 log10(residual + e2) plus level_lambda dB per payload bit (ties: the lower mode).
+    /// `residual` is the squared error (0...255 pixel units, summed) of the decode of the
+    /// unquantized token; e2, in the same units when the quantizer's coordinates are whitened by
+    /// the decoder's sensitivity, approximates what quantization adds.
+    public func chooseMode(_ y: [Float], level: Int, residual: Double) -> (mode: Int, bytes: [UInt8], error: Double) {
+        guard let modes = stepModes else { let p = laplacePayload(y, level: level); return (0, p.bytes, p.error) }
+        let lambda = Double(levelLambda?[level - 1] ?? 0)
+        var best: (mode: Int, bytes: [UInt8], error: Double, cost: Double)?
+        for m in 0..<modes.count {
+            let (bytes, e2) = laplacePayload(y, level: level, mode: m)
+            let cost = 10 * log10(max(residual + e2, 1e-9)) + lambda * Double(8 * bytes.count)
+            if best == nil || cost < best!.cost { best = (m, bytes, e2, cost) }
+        }
+        return (best!.mode, best!.bytes, best!.error)
+    }
+
     /// Token -> payload bytes (zstd, magicless, with the dictionary; or arithmetic-coded).
-    public func encode(_ z: UnsafePointer<Float>, level: Int) throws -> [UInt8] {
+    /// `residual`: with step modes, the squared error of the unquantized token's decode (see
+    /// `chooseMode`); ignored otherwise.
+    public func encode(_ z: UnsafePointer<Float>, level: Int, residual: Double = 0) throws -> [UInt8] {
         if entropy == .laplace {
-            return LaplaceCoder.encode(Array(symbols(z, level: level)[0..<coded(level: level)]), tables: laplaceTables(level: level))
+            return chooseMode(rotate(z), level: level, residual: residual).bytes
         }
         let raw = Quantizer.pack(symbols(z, level: level))
         return try RTKZstd.compress(raw, dictionary: dictionary.isEmpty ? nil : dictionary)
@@ -203,14 +268,17 @@ public struct Quantizer: Sendable, Equatable {
     /// Payload bytes -> token.
     public func decode(_ payload: [UInt8], level: Int) throws -> [Float] {
         if entropy == .laplace {
-            let tables = laplaceTables(level: level)
-            var q = try LaplaceCoder.decode(payload, tables: tables)
+            // the step mode first, when the quantizer has modes; then the level's symbols
+            let mode = try stepModes.map { try LaplaceCoder.decodeHeader(payload, count: $0.count) } ?? 0
+            let tables = laplaceTables(level: level, mode: mode)
+            let header = stepModes.map { (value: mode, count: $0.count) }
+            var q = try LaplaceCoder.decode(payload, tables: tables, header: header?.count)
             // one payload per token: bytes past the coded values, or a non-canonical coding of them
-            guard LaplaceCoder.encode(q, tables: tables) == payload else {
+            guard LaplaceCoder.encode(q, tables: tables, header: header) == payload else {
                 throw CodecError.corruptPayload("the payload is not the coding of \(dim) token values (extra or altered bytes)")
             }
             q += [Int32](repeating: 0, count: dim - q.count)
-            let s = step(level: level)
+            let s = step(level: level, mode: mode)
             return unrotate(q.map { Float($0) * s })
         }
         // One frame as `encode` writes it: no content checksum and no dictionary ID (bits 0-2 of
@@ -319,11 +387,11 @@ public struct Quantizer: Sendable, Equatable {
         let dict = (try? RTKZstd.trainDictionary(samples: samples, maxBytes: maxBytes)) ?? []
         return Quantizer(mean: mean, rotation: rotation, sigma: sigma, dictionary: dict, baseStep: baseStep,
                          synthesis: synthesis, levelSteps: levelSteps, levelCoefficients: levelCoefficients, levelRDO: levelRDO,
-                         levelScale: levelScale, entropy: entropy, scale: scale)
+                         levelScale: levelScale, entropy: entropy, scale: scale, stepModes: stepModes, levelLambda: levelLambda)
     }
 }
 
-/// Per-level probability tables, built on first use (a quantizer is immutable).
+/// Per-level (and step mode) probability tables, built on first use (a quantizer is immutable).
 final class TableCache: @unchecked Sendable {
     private var levels = [Int: [LaplaceCoder.Table]]()
     private let lock = NSLock()

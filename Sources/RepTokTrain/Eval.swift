@@ -19,17 +19,6 @@ public enum Baselines {
         return mse == 0 ? 99 : 10 * log10(255 * 255 / mse)
     }
 
-    /// Sum of squared errors of decoder-space values v (pixel (v + 1) 127.5, rounded and clipped
-    /// to 8 bits, as RGBImage stores a decode) against reference pixels in 0...255.
-    public static func squaredError8(decoderSpace v: UnsafePointer<Float>, reference: UnsafePointer<Float>, count: Int) -> Double {
-        var se = 0.0
-        for i in 0..<count {
-            let p = min(max(((Double(v[i]) + 1) * 127.5).rounded(), 0), 255)
-            let e = p - Double(reference[i]); se += e * e
-        }
-        return se
-    }
-
     /// The picture's own mean colour, as a flat image of its size.
     public static func meanColour(_ img: RGBImage) -> RGBImage {
         var s = [0.0, 0.0, 0.0]

@@ -34,6 +34,13 @@ public struct ExportOptions: Sendable {
     /// Laplace quantizers: the rate-distortion weights (squared steps per bit) each level's
     /// calibration tries for its encoder (0: plain rounding).
     public var rdoWeights: [Float] = [0, 0.1, 0.2, 0.35]
+    /// Laplace quantizers: the number of per-picture step modes (factors 2^((i - M/2) / 4); 0:
+    /// none). Kept only when the calibration predicts a gain at some level.
+    public var stepModes = 8
+    /// Laplace quantizers: raise the training pictures' residuals (the decoder's own error, which
+    /// the calibration adds to the quantization error) by the measured gap between a same-size
+    /// linear code's held-out and in-sample error (`LinearCode.overfitGap`).
+    public var heldOutResiduals = true
 
     public init(out: String) { self.out = out }
 }
@@ -254,12 +261,31 @@ public enum Exporter {
         return out
     }
 
-    /// Whole-record sizes (as Codec.encode writes them, seed 0, no name) at a level.
-    static func recordSizes(_ q: Quantizer, tokens: [Float], dims: [(Int, Int)], level: Int) throws -> [Int] {
+    /// The squared error (0...255 units, summed) of the 1-step decode of seed-0 records of
+    /// unquantized tokens [n, D] against views [n, 3 S^2] in 0...255: the encoder's `residual`.
+    static func residuals(_ model: RepTokModel, tokens: [Float], views: [Float], count n: Int, size S: Int) -> [Double] {
+        let D = model.decoder.config.tokenDim, d = 3 * S * S
+        var out = [Double]()
+        var r = 0
+        while r < n {
+            let b = min(16, n - r)
+            let z = Tensor([b, D], Array(tokens[r * D..<(r + b) * D]))
+            let x = model.decoder.forward(recordNoise(batch: b, size: S), t: [Float](repeating: 1, count: b), z: z)
+            views.withUnsafeBufferPointer { vp in
+                for j in 0..<b { out.append(Codec.squaredError8(decoderSpace: x.data + j * d, reference: vp.baseAddress! + (r + j) * d, count: d)) }
+            }
+            r += b
+        }
+        return out
+    }
+
+    /// Whole-record sizes (as Codec.encode writes them, seed 0, no name) at a level; with step
+    /// modes, the encoder's choice needs each picture's `residuals`.
+    static func recordSizes(_ q: Quantizer, tokens: [Float], dims: [(Int, Int)], level: Int, residuals: [Double]? = nil) throws -> [Int] {
         let D = q.dim
         return try tokens.withUnsafeBufferPointer { tp in
             try dims.enumerated().map { i, wh in
-                let payload = try q.encode(tp.baseAddress! + i * D, level: level)
+                let payload = try q.encode(tp.baseAddress! + i * D, level: level, residual: residuals?[i] ?? 0)
                 return RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: level, seed: 0, sampler: .euler,
                                  steps: 1, name: nil, payload: payload).serializedCount
             }
@@ -415,21 +441,24 @@ extension Exporter {
         // weighted-space error, which approximates the added pixel sum of squares (y is whitened
         // by J^T J), so the calibration maximizes the mean PSNR over pictures, as measured.
         let d = 3 * S * S
-        var residual = [Double]()
-        views.withUnsafeBufferPointer { vp in
-            var r = 0
-            while r < ys.count {
-                let b = min(16, ys.count - r)
-                let z = Tensor(uninitialized: [b, D])
-                for j in 0..<b {
-                    trainTokens.withUnsafeBufferPointer { (z.data + j * D).update(from: $0.baseAddress! + 2 * (r + j) * D, count: D) }
-                }
-                let out = model.decoder.forward(recordNoise(batch: b, size: S), t: [Float](repeating: 1, count: b), z: z)
-                for j in 0..<b {
-                    residual.append(Baselines.squaredError8(decoderSpace: out.data + j * d, reference: vp.baseAddress! + 2 * (r + j) * d, count: d))
-                }
-                r += b
-            }
+        // the pictures' (even rows: not the mirror images) tokens and views
+        var evenTokens = [Float](), evenViews = [Float]()
+        for r in stride(from: 0, to: n, by: 2) {
+            evenTokens.append(contentsOf: trainTokens[r * D..<(r + 1) * D]); evenViews.append(contentsOf: views[r * d..<(r + 1) * d])
+        }
+        var residual = residuals(model, tokens: evenTokens, views: evenViews, count: ys.count, size: S)
+        let meanPSNR = { (r: [Double]) in r.map { 10 * log10(255 * 255 * Double(d) / max($0, 1e-9)) }.reduce(0, +) / Double(r.count) }
+        log(String(format: "export: the training pictures' 1-step decode of their unquantized tokens: %.2f dB mean PSNR", meanPSNR(residual)))
+        if o.heldOutResiduals {
+            // The training pictures flatter the model (its linear path is a PCA of them): raise
+            // their residuals by what a linear code of the same size gains on the pictures it was
+            // fitted on over pictures it was not (5-fold), so the calibration sees the residuals
+            // of pictures the model has not seen, as the codec will.
+            let m = max(model.adapter.layoutDim, 1)
+            let gap = LinearCode.overfitGap(views: views, count: n, size: S, components: m)
+            for i in residual.indices { residual[i] *= pow(10, gap / 10) }
+            log(String(format: "export: a %d-direction linear code flatters the pictures it was fitted on by %.2f dB (5-fold); the calibration's residuals are raised by that (%.2f dB mean PSNR)",
+                       m, gap, meanPSNR(residual)))
         }
         func measure(_ step: Float, k: Int, rdo: Float, factor: Float = 1) -> (bytes: Double, distortion: Double) {
             let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9),
@@ -485,15 +514,76 @@ extension Exporter {
             log(String(format: "export: level %d: %d coordinates, step %.4g (%.3f sigma_1), RD weight %.2f, scale factor %.1f: %.1f B on the training pictures (target %.1f), predicted %.2f dB",
                        li + 1, b.k, b.step, Double(b.step) / sigma1, b.rdo, b.factor, b.bytes, target, -b.distortion))
         }
-        let q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil,
+        var q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil,
                            scaleFactors: factors.contains { $0 != 1 } ? factors : nil)
+        // 3. per-picture step modes: for each level, the lambda (dB per payload bit) of the
+        // encoder's mode choice that hits the same byte target, at a few scalings of the level's
+        // step; kept when the predicted mean PSNR gains at some level
+        if o.stepModes >= 2 {
+            let modes = (0..<o.stepModes).map { Float(exp2(Double($0 - o.stepModes / 2) / 4)) }
+            func measureModes(_ step: Float, level li: Int, lambda: Float) -> (bytes: Double, distortion: Double) {
+                let mq = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: counts[li], count: 9),
+                                    rdo: [Float](repeating: rdos[li], count: 9), scaleFactors: [Float](repeating: factors[li], count: 9))
+                    .with(stepModes: modes, lambda: [Float](repeating: lambda, count: 9))
+                var total = 0, dist = 0.0
+                for (pi, (y, wh)) in zip(ys, dims).enumerated() {
+                    let c = mq.chooseMode(y, level: 1, residual: residual[pi])
+                    dist += -10 * log10(255 * 255 * Double(d) / max(residual[pi] + c.error, 1e-9))
+                    total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
+                                       steps: 1, name: nil, payload: c.bytes).serializedCount
+                }
+                return (Double(total) / Double(ys.count), dist / Double(ys.count))
+            }
+            // every level codes the mode symbol once modes are on, so they are on for all levels
+            // or none: kept when the predicted mean PSNR summed over the levels gains
+            var modeSteps = steps, lambdas = [Float](repeating: 0, count: 9), change = 0.0, reached = true
+            for (li, target) in levelTargets.enumerated() {
+                let before = -measure(steps[li], k: counts[li], rdo: rdos[li], factor: factors[li]).distortion
+                var best: (step: Float, lambda: Float, bytes: Double, psnr: Double)?
+                for scale in [Float(0.85), 1, 1.15] {
+                    let st = steps[li] * scale
+                    // bytes fall as lambda grows; log-bisection over [2^-17, 1] dB per bit
+                    var lo = -17.0, hi = 0.0
+                    guard measureModes(st, level: li, lambda: Float(exp2(lo))).bytes >= target,
+                          measureModes(st, level: li, lambda: Float(exp2(hi))).bytes <= target else { continue }
+                    for _ in 0..<16 {
+                        let mid = (lo + hi) / 2
+                        if measureModes(st, level: li, lambda: Float(exp2(mid))).bytes > target { lo = mid } else { hi = mid }
+                    }
+                    let m = measureModes(st, level: li, lambda: Float(exp2(hi)))
+                    if best == nil || -m.distortion > best!.psnr { best = (st, Float(exp2(hi)), m.bytes, -m.distortion) }
+                }
+                guard let b = best else {
+                    log("export: level \(li + 1): no step mode setting reaches \(target) B")
+                    reached = false
+                    break
+                }
+                log(String(format: "export: level %d with %d step modes: step %.4g, lambda %.4g dB/bit: %.1f B, predicted %.2f dB (%+.3f)",
+                           li + 1, modes.count, b.step, b.lambda, b.bytes, b.psnr, b.psnr - before))
+                modeSteps[li] = b.step; lambdas[li] = b.lambda; change += b.psnr - before
+            }
+            if reached && change > 0 {
+                steps = modeSteps
+                q = plain.with(levelSteps: steps, coefficients: counts, rdo: rdos.contains { $0 > 0 } ? rdos : nil,
+                               scaleFactors: factors.contains { $0 != 1 } ? factors : nil).with(stepModes: modes, lambda: lambdas)
+            } else {
+                log("export: step modes not used (predicted change \(String(format: "%+.3f", change)) dB summed over the levels)")
+            }
+        }
         // default level: the highest whose records all fit the budget on the validation pictures
         var valPics = [RGBImage]()
         for i in 0..<valSet.count { valPics.append(Pictures.picture(valSet, i)) }
         let valTokens = try tokens(of: valSet, model: model, size: S)
+        var valResiduals: [Double]? = nil
+        if q.stepModes != nil {
+            var vv = [Float]()
+            for p in valPics { vv.append(contentsOf: Codec.modelView(p, size: S).planarFloats(scale: 1, offset: 0)) }
+            valResiduals = residuals(model, tokens: valTokens, views: vv, count: valPics.count, size: S)
+        }
         var defaultLevel = 1
         for L in Quantizer.levels {
-            let sizes = try recordSizes(q, tokens: valTokens, dims: valPics.map { ($0.width, $0.height) }, level: L)
+            let sizes = try recordSizes(q, tokens: valTokens, dims: valPics.map { ($0.width, $0.height) }, level: L,
+                                        residuals: valResiduals)
             if Double(sizes.filter { $0 <= o.recordBytes }.count) >= o.fitFraction * Double(sizes.count) - 1e-9 { defaultLevel = L }
         }
         log("export: default level \(defaultLevel) (the highest whose validation records fit \(o.recordBytes) B)")
@@ -506,6 +596,8 @@ extension Exporter {
         codec.levelCoefficients = counts
         codec.levelRDO = q.levelRDO
         codec.levelScale = q.levelScale
+        codec.stepModes = q.stepModes
+        codec.levelLambda = q.levelLambda
         codec.entropy = .laplace
         var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)

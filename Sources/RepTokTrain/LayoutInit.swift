@@ -1,4 +1,5 @@
 import Foundation
+import RepTokCodec
 import RepTokData
 import RepTokEval
 import RepTokModels
@@ -136,7 +137,7 @@ public enum LayoutInit {
         var modelPSNR = 0.0, linearPSNR = 0.0
         for r in 0..<nm {
             let se = x.withUnsafeBufferPointer {
-                Baselines.squaredError8(decoderSpace: out.data + r * d, reference: $0.baseAddress! + r * d, count: d)
+                Codec.squaredError8(decoderSpace: out.data + r * d, reference: $0.baseAddress! + r * d, count: d)
             }
             var sl = 0.0
             for i in 0..<d {

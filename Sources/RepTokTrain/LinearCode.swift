@@ -92,6 +92,47 @@ public struct LinearCode: Sendable {
         return BLAS.matmul(xc, Tensor([components, d], basis), transB: true).array
     }
 
+    /// Squared errors (0...255, summed, the reconstruction rounded to 8 bits) of views [n, d]
+    /// coded with all the code's coefficients, unquantized.
+    public func residuals(_ x: [Float], count n: Int) -> [Double] {
+        let c = Tensor([n, components], coefficients(x, count: n))
+        let rec = BLAS.matmul(c, Tensor([components, d], basis))            // [n, d]
+        return (0..<n).map { r in
+            var se = 0.0
+            for j in 0..<d {
+                let p = min(max((Double(rec.data[r * d + j]) + Double(mean[j])).rounded(), 0), 255)
+                let e = p - Double(x[r * d + j]); se += e * e
+            }
+            return se
+        }
+    }
+
+    /// How much a code of `components` directions fitted on these views flatters them: the mean
+    /// over views of 10 log10(held-out residual / in-sample residual), the held-out residual of a
+    /// view from a code fitted without its picture (`folds` folds by picture; views come in
+    /// groups of `perPicture`, a picture and its mirror image). In dB, >= 0 in practice.
+    public static func overfitGap(views x: [Float], count n: Int, size S: Int, components: Int, perPicture: Int = 2,
+                                  folds: Int = 5) -> Double {
+        let d = 3 * S * S, pictures = n / perPicture
+        let inSample = fit(views: x, count: n, size: S, components: components).residuals(x, count: n)
+        var gap = 0.0, counted = 0
+        for f in 0..<folds {
+            var train = [Float](), test = [Float](), testIdx = [Int]()
+            for p in 0..<pictures {
+                for v in 0..<perPicture {
+                    let r = p * perPicture + v
+                    if p % folds == f { test += x[r * d..<(r + 1) * d]; testIdx.append(r) } else { train += x[r * d..<(r + 1) * d] }
+                }
+            }
+            guard !testIdx.isEmpty, train.count / d > components else { continue }
+            let held = fit(views: train, count: train.count / d, size: S, components: components).residuals(test, count: testIdx.count)
+            for (k, r) in testIdx.enumerated() {
+                gap += 10 * log10(max(held[k], 1e-9) / max(inSample[r], 1e-9)); counted += 1
+            }
+        }
+        return counted > 0 ? gap / Double(counted) : 0
+    }
+
     /// Ideal code length in bits of symbol q with step s under Laplace(0, b).
     public static func bits(_ q: Double, step s: Double, scale b: Double) -> Double {
         let a = abs(q)

@@ -48,12 +48,17 @@ struct ExportFlags: ParsableArguments {
     @Option(name: .long, help: "Default sampler (euler|heun).") var sampler = "euler"
     @Option(name: .long, help: "Model description ({minutes}: training minutes).") var description = ""
     @Flag(name: .long, help: "Mark the model as the bootstrap model.") var bootstrap = false
+    @Option(name: .long, help: "Layout models: per-picture step modes the encoder chooses from (0: none; kept only if they gain).")
+    var stepModes = 8
+    @Flag(name: .long, help: "Layout models: calibrate on the training pictures' own decode error, without raising it by the held-out gap of a same-size linear code.")
+    var inSampleResiduals = false
 
     func options(out: String, data: String?) -> ExportOptions {
         var o = ExportOptions(out: out)
         o.fp16 = fp16; o.valData = val; o.recordBytes = recordBytes; o.fitFraction = fitFraction
         o.defaultLevel = defaultLevel; o.qualityTolerance = qualityTolerance; o.defaultSteps = defaultSteps; o.sampler = sampler
-        o.description = description; o.bootstrap = bootstrap; o.trainData = data
+        o.description = description; o.bootstrap = bootstrap; o.trainData = data; o.stepModes = stepModes
+        o.heldOutResiduals = !inSampleResiduals
         return o
     }
 }

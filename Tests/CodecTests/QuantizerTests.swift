@@ -6,7 +6,9 @@ import XCTest
 
 final class QuantizerTests: XCTestCase {
     /// Correlated synthetic tokens: z = A g + mu with decaying column scales.
-    func syntheticTokens(n: Int, D: Int, seed: UInt64) -> [Float] {
+    func syntheticTokens(n: Int, D: Int, seed: UInt64) -> [Float] { QuantizerTests.synthetic(n: n, D: D, seed: seed) }
+
+    static func synthetic(n: Int, D: Int, seed: UInt64) -> [Float] {
         let g = Philox4x32(seed: seed).gaussian([n, D]).array
         let a = Philox4x32(seed: seed + 1).gaussian([D, D]).array
         var z = [Float](repeating: 0, count: n * D)
@@ -142,5 +144,94 @@ final class QuantizerTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(checked, 5)
+    }
+}
+
+/// Per-picture step modes (laplace): the payload begins with the mode, uniformly coded; the
+/// decoder dequantizes with the level's step times the mode's factor; the encoder picks the mode
+/// by 10 log10(residual + e2) + lambda bits.
+final class StepModeTests: XCTestCase {
+    func quantizer(lambda: Float) -> (Quantizer, [Float]) {
+        let D = 12
+        let toks = QuantizerTests.synthetic(n: 40, D: D, seed: 21)
+        let fit = Quantizer.fit(tokens: toks, dim: D)
+        let q = Quantizer(mean: fit.mean, rotation: fit.rotation, sigma: fit.sigma, dictionary: [], baseStep: fit.baseStep,
+                          levelSteps: Quantizer.levels.map { fit.step(level: $0) }, levelCoefficients: [Int](repeating: 8, count: 9),
+                          entropy: .laplace, scale: fit.sigma.map { max($0, 1e-3) * 0.8 },
+                          stepModes: [0.5, 0.71, 1, 1.41, 2], levelLambda: [Float](repeating: lambda, count: 9))
+        return (q, toks)
+    }
+
+    func testModesRoundTripAndTheDecoderUsesTheModesStep() throws {
+        let (q, toks) = quantizer(lambda: 0.01)
+        let D = q.dim
+        try toks.withUnsafeBufferPointer { tp in
+            for r in 0..<20 {
+                let y = q.rotate(tp.baseAddress! + r * D)
+                for m in 0..<5 {
+                    let p = q.laplacePayload(y, level: 5, mode: m)
+                    XCTAssertEqual(try LaplaceCoder.decodeHeader(p.bytes, count: 5), m)
+                    let z = try q.decode(p.bytes, level: 5)
+                    // the decoded token is the mode's dequantization
+                    let sym = q.quantize(y, level: 5, mode: m), s = q.step(level: 5, mode: m)
+                    let expect = q.unrotate(sym.map { Float($0) * s })
+                    for i in 0..<D { XCTAssertEqual(z[i], expect[i], accuracy: 1e-4 * max(1, abs(expect[i]))) }
+                    XCTAssertEqual(s, q.step(level: 5) * [0.5, 0.71, 1, 1.41, 2][m])
+                    // one token, one payload: longer bytes are refused, or (when they code later
+                    // symbols the short one left at zero) decode to another token
+                    for longer in [p.bytes + [0x5A], p.bytes + p.bytes, p.bytes + [0]] where longer != p.bytes {
+                        if let other = try? q.decode(longer, level: 5) { XCTAssertNotEqual(other, z) }
+                    }
+                    XCTAssertThrowsError(try q.decode(p.bytes + [0], level: 5), "a trailing zero byte")
+                }
+            }
+        }
+    }
+
+    /// A picture whose decode is already good (small residual) buys its dB with finer modes; a
+    /// bad one (large residual) gets coarser ones; lambda 0 takes the least error.
+    func testTheEncodersChoiceFollowsTheResidualAndLambda() throws {
+        let (q, toks) = quantizer(lambda: 0.02)
+        let (q0, _) = quantizer(lambda: 0)
+        let D = q.dim
+        var fineSum = 0, coarseSum = 0
+        toks.withUnsafeBufferPointer { tp in
+            for r in 0..<20 {
+                let y = q.rotate(tp.baseAddress! + r * D)
+                var e2 = 0.0
+                for v in y { e2 += Double(v * v) }
+                let small = q.chooseMode(y, level: 5, residual: 1e-3 * e2), large = q.chooseMode(y, level: 5, residual: 1e3 * e2)
+                XCTAssertLessThanOrEqual(small.mode, large.mode, "row \(r)")
+                fineSum += small.mode; coarseSum += large.mode
+                // lambda 0: the least error, whatever the bytes
+                let errors = (0..<5).map { q0.laplacePayload(y, level: 5, mode: $0).error }
+                XCTAssertEqual(q0.chooseMode(y, level: 5, residual: e2).error, errors.min()!)
+                // the choice is the least cost among the modes
+                let costs = (0..<5).map { m -> Double in
+                    let p = q.laplacePayload(y, level: 5, mode: m)
+                    return 10 * log10(1e3 * e2 + p.error) + 0.02 * Double(8 * p.bytes.count)
+                }
+                XCTAssertEqual(large.mode, costs.firstIndex(of: costs.min()!)!)
+                XCTAssertEqual(large.bytes, q.laplacePayload(y, level: 5, mode: large.mode).bytes)
+            }
+        }
+        XCTAssertLessThan(fineSum, coarseSum)
+    }
+
+    /// Modes are laplace-only settings, refused elsewhere by the model loader's checks; a
+    /// quantizer without them writes no mode symbol (the payloads of earlier models).
+    func testNoModesMeansNoHeader() throws {
+        let (q, toks) = quantizer(lambda: 0.01)
+        let plain = q.with(stepModes: nil, lambda: nil)
+        XCTAssertNil(plain.levelLambda)
+        let y = plain.rotate(toks)
+        let p = plain.laplacePayload(y, level: 3)
+        XCTAssertEqual(p.bytes, LaplaceCoder.encode(Array(plain.quantize(y, level: 3)[0..<8]), tables: plain.laplaceTables(level: 3)))
+        XCTAssertEqual(try toks.withUnsafeBufferPointer { try plain.encode($0.baseAddress!, level: 3, residual: 5) }, p.bytes)
+        var cfg = CodecConfig()
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(cfg), as: UTF8.self).contains("step_modes"))
+        cfg.stepModes = [0.5, 1]; cfg.levelLambda = [Float](repeating: 0.1, count: 9)
+        let back = try JSONDecoder().decode(CodecConfig.self, from: JSONEncoder().encode(cfg))
+        XCTAssertEqual(back.stepModes, [0.5, 1]); XCTAssertEqual(back.levelLambda, cfg.levelLambda)
     }
 }
