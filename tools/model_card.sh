@@ -67,12 +67,12 @@ import os, re, sys
 w, dest = sys.argv[1], sys.argv[2]
 card = "docs/MODEL.md"
 text = open(card).read()
-for name in ["eval.md", "generation.md", "ablation.md"]:
+for name in ["eval.md", "generation.md", "ablation.md", "ablation_layout.md"]:
     src = os.path.join(w, name) if os.path.exists(os.path.join(w, name)) else os.path.join(dest, name)
     if not os.path.exists(src):
         continue
     body = open(src).read()
-    if name == "ablation.md":   # the card takes the table; the file keeps its heading and notes
+    if name.startswith("ablation"):   # the card takes the table; the file keeps its heading and notes
         body = "\n".join(l for l in body.splitlines() if l.startswith("|")) + "\n"
     pat = re.compile(r"(<!-- BEGIN %s -->\n).*?(<!-- END %s -->)" % (re.escape(name), re.escape(name)), re.S)
     if not pat.search(text):

@@ -76,7 +76,9 @@ public final class GeneratorModel: @unchecked Sendable {
 }
 
 extension Codec {
-    /// A record of a latent token (no source image: its size is the model resolution).
+    /// A record of a latent token (no source image: its size is the model resolution). With step
+    /// modes the token's own decode is the picture, so its residual is 0 and the encoder weighs
+    /// the quantization error alone.
     public static func record(latent z: UnsafePointer<Float>, model: CodecModel, level: Int, seed: UInt64 = 0,
                               name: String? = nil) throws -> RTKRecord {
         guard Quantizer.levels.contains(level) else { throw CodecError.badLevel(level) }
