@@ -76,20 +76,20 @@ let package = Package(
         ]),
 
         // Test helpers shared by the test targets (not in the library product).
-        .target(name: "RepTokTestSupport", path: "Tests/Support"),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors", "RepTokTestSupport"]),
-        .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTestSupport"]),
-        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTestSupport"]),
-        .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTestSupport"]),
+        .target(name: "RepTokTestSupport", dependencies: ["RepTokTensor"], path: "Tests/Support"),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokTestSupport"]),
         // Runs the built rtenc/rtdec/rtinfo binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
             "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",
-            "RepTokSafeTensors", "RepTokModels",
+            "RepTokSafeTensors", "RepTokModels", "RepTokNN", "RepTokTensor",
         ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN", "RepTokTestSupport"]),
         .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokTestSupport"]),
-        .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage"],
+        .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokTensor"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokTestSupport"],
                     resources: [.copy("Fixtures")]),

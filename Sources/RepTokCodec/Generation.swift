@@ -67,11 +67,10 @@ public final class GeneratorModel: @unchecked Sendable {
         return u
     }
 
+    /// The Philox key of sample `i`: SplitMix64's output function of the generator's (seed, i)
+    /// input with a constant flipped in before it.
     static func sampleKey(_ seed: UInt64, _ i: Int) -> UInt64 {
-        var z = seed &+ 0x9E37_79B9_7F4A_7C15 &* (UInt64(i) &+ 1) ^ 0x6E4E_5A3D
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        SplitMix64.finalize((seed &+ SplitMix64.gamma &* (UInt64(i) &+ 1)) ^ 0x6E4E_5A3D)
     }
 }
 

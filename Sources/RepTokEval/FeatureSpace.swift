@@ -46,7 +46,7 @@ public final class SSLFeatureSpace: @unchecked Sendable {
 
     /// `count` boxes: the whole image, then random boxes, from (seed, image).
     public static func boxes(count: Int, seed: UInt64, image: Int) -> [Box] {
-        var rng = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: image) &* 0x9E37_79B9_7F4A_7C15) ^ 0x5EED_F00D)
+        var rng = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: image) &* SplitMix64.gamma) ^ 0x5EED_F00D)
         var out: [Box] = []
         out.reserveCapacity(count)
         for k in 0..<count {

@@ -15,6 +15,7 @@
 
 import CBLASLoader
 import Foundation
+import RepTokTensor
 
 public enum FrechetError: Error, Equatable, CustomStringConvertible {
     case shape(String)
@@ -281,19 +282,4 @@ public enum Frechet {
         }
         return ((0..<n).map { a[$0 * n + $0] }, v)
     }
-}
-
-/// A small seeded generator (SplitMix64, Steele et al. 2014) for bootstrap draws and views.
-public struct SplitMix64: Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
 }

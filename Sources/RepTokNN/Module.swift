@@ -15,19 +15,17 @@ extension Module {
     }
 }
 
-/// Deterministic initializers (seeded; same seed -> same weights on any machine).
+/// Deterministic initializers (seeded; same seed -> same weights on any machine): a SplitMix64
+/// stream (seeded with `seed` plus one increment) and the draws made from it.
 public struct InitRNG {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E3779B97F4A7C15 }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
+    private var base: SplitMix64
+    public init(seed: UInt64) { base = SplitMix64(seed: seed &+ SplitMix64.gamma) }
+    /// Draws from a given generator's stream (its state moves on in this copy only).
+    public init(_ generator: SplitMix64) { base = generator }
+    public mutating func next() -> UInt64 { base.next() }
     /// Uniform in [0, 1).
-    public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9007199254740992.0) }
+    public mutating func uniform() -> Double { base.uniform() }
+    /// Standard normal (Box-Muller, cosine branch).
     public mutating func normal() -> Double {
         let a = max(uniform(), 1e-300), b = uniform()
         return (-2 * log(a)).squareRoot() * cos(2 * Double.pi * b)

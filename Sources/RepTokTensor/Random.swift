@@ -64,3 +64,38 @@ public struct Philox4x32 {
         return out
     }
 }
+
+/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014):
+/// a small seeded sequential generator, the same stream on every machine. The one home of the
+/// generator and of its 64-bit mixing function: initializers (`InitRNG`), bootstrap draws,
+/// Philox keys derived from (seed, index) and the tests' random data all come from here.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    /// The golden-ratio increment of the state.
+    public static let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    /// The output function (a bijection of 64-bit words).
+    @inline(__always)
+    public static func finalize(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Output `b` (from 0) of the generator seeded with `a`, without stepping through the ones
+    /// before it: derives independent keys from (seed, index).
+    @inline(__always)
+    public static func mix(_ a: UInt64, _ b: UInt64) -> UInt64 { finalize(a &+ gamma &* (b &+ 1)) }
+
+    public mutating func next() -> UInt64 {
+        state &+= Self.gamma
+        return Self.finalize(state)
+    }
+
+    /// Uniform in [0, 1): the top 53 bits.
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+}

@@ -128,7 +128,7 @@ public final class GeneratorTrainer {
                                    mlpRatio: config.mlpRatio, classes: ds.classNames)
         try gcfg.validate()
         generator = TokenGenerator(gcfg)
-        generator.initialize(seed: mix64(config.seed, 0x6E4E))
+        generator.initialize(seed: SplitMix64.mix(config.seed, 0x6E4E))
         optimizer = AdamW(generator.parameters, weightDecay: config.weightDecay)
         ema = WeightEMA(generator.parameters, decay: config.ema, warmup: true)
     }
@@ -174,7 +174,7 @@ public final class GeneratorTrainer {
         let ds = try Pictures.open(config.data)
         let S = codec.imageSize, D = codec.quantizer.dim, B = 32
         let views = try ViewSampler(dataset: ds, config: ViewConfig(size: S, wholeFraction: 0.5), batchSize: B,
-                                    seed: mix64(config.seed, 0x70CE))
+                                    seed: SplitMix64.mix(config.seed, 0x70CE))
         let total = ds.count * config.views
         var raw = [Float](), labels = [Int]()
         raw.reserveCapacity(total * D)

@@ -58,15 +58,6 @@ public struct CropBox: Equatable, Sendable {
     public init(x: Double, y: Double, w: Double, h: Double) { self.x = x; self.y = y; self.w = w; self.h = h }
 }
 
-/// 64-bit mixing (splitmix64 finalizer) for deriving Philox keys.
-@inline(__always)
-func sslMix(_ a: UInt64, _ b: UInt64) -> UInt64 {
-    var z = a &+ 0x9E37_79B9_7F4A_7C15 &* (b &+ 1)
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-}
-
 /// DINO multi-crop views of whole pictures, deterministic in (seed, step): 2 global crops at the
 /// model resolution and L local crops, each a random-resized crop (area and aspect ranges from
 /// the config, squashed to a square, area-filter resampling), flipped with p = 1/2, colour
@@ -100,7 +91,7 @@ public final class SSLMultiCrop {
         let n = pictures.count
         let k = step * B + b, epoch = k / n
         if epoch != permEpoch {
-            let ph = Philox4x32(seed: sslMix(seed ^ 0x55_4C_50_45_52_4D, UInt64(epoch)))
+            let ph = Philox4x32(seed: SplitMix64.mix(seed ^ 0x55_4C_50_45_52_4D, UInt64(epoch)))
             let u = ph.uniforms(stream: 0, count: n)
             var p = Array(0..<n)
             for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, min(i, Int(u[i] * Double(i + 1)))) }
@@ -116,7 +107,7 @@ public final class SSLMultiCrop {
         let Sg = aug.globalSize, Sl = aug.localSize
         let globals = Tensor(uninitialized: [2 * B, 3, Sg, Sg])
         let locals = L > 0 ? Tensor(uninitialized: [L * B, 3, Sl, Sl]) : nil
-        let ph = Philox4x32(seed: sslMix(seed ^ 0x55_4C_56_49_45_57, UInt64(step)))
+        let ph = Philox4x32(seed: SplitMix64.mix(seed ^ 0x55_4C_56_49_45_57, UInt64(step)))
         let index = (0..<B).map { pictureIndex(step: step, batch: B, slot: $0) }
         // samples are independent (own pixels, own draws): render them on the engine's threads
         let gp = globals.data, lp = locals?.data

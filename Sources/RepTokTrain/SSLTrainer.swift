@@ -64,7 +64,7 @@ public enum SSLTrainer {
         let S = encoder.config.imageSize, N = pictures.count
         precondition(N >= 1 && G >= 2, "retrievalTop1: empty gallery")
         let D = encoder.config.hiddenSize
-        let ph = Philox4x32(seed: sslMix(seed, 0x4E7A1))
+        let ph = Philox4x32(seed: SplitMix64.mix(seed, 0x4E7A1))
         var aug = SSLAugmentConfig()
         aug.brightness = 0.4; aug.contrast = 0.4; aug.saturation = 0.2; aug.hue = 0.05
         aug.jitterProb = 1; aug.greyProb = 0; aug.solarizeProb = 0
@@ -230,8 +230,8 @@ public final class SSLSession {
         try config.validate()
         self.config = config
         (student, studentHead, teacher, teacherHead) = SSLSession.build(config)
-        student.initialize(seed: sslMix(config.seed, 0xE1C0DE))
-        studentHead.initialize(seed: sslMix(config.seed, 0x4EAD))
+        student.initialize(seed: SplitMix64.mix(config.seed, 0xE1C0DE))
+        studentHead.initialize(seed: SplitMix64.mix(config.seed, 0x4EAD))
         for (t, s) in zip(teacher.parameters + teacherHead.parameters, student.parameters + studentHead.parameters) {
             t.value.copy(from: s.value)
         }

@@ -75,13 +75,13 @@ public final class TokenizerTrainer {
             encoder = try TokenizerTrainer.loadEncoder(ep, imageSize: config.imageSize)
         } else {
             encoder = Dinov2Encoder(config.freshEncoderConfig)
-            encoder.initialize(seed: mix64(config.seed, 0xE1C0DE))
+            encoder.initialize(seed: SplitMix64.mix(config.seed, 0xE1C0DE))
         }
         encoderConfig = encoder.config
         let dcfg = config.decoderConfig(encoderWidth: encoderConfig.hiddenSize)
         try dcfg.validate()
         let decoder = FlowDecoder(dcfg)
-        decoder.initialize(seed: mix64(config.seed, 0xDEC0DE))
+        decoder.initialize(seed: SplitMix64.mix(config.seed, 0xDEC0DE))
         model = RepTokModel(encoder: encoder, adapter: config.adapter(encoderWidth: encoderConfig.hiddenSize), decoder: decoder)
         model.setTune(config.tuneMode!)
         if let path = config.initFrom {
@@ -105,7 +105,7 @@ public final class TokenizerTrainer {
         // A fresh layout path starts at the linear code of the training views.
         if config.layoutDim > 0 && config.initFrom == nil && config.layoutInit == "random" {
             // the ablation's random start: small normal weights, so the path has gradients
-            var rng = InitRNG(seed: mix64(config.seed, 0x1A70))
+            var rng = InitRNG(seed: SplitMix64.mix(config.seed, 0x1A70))
             for (k, p) in model.namedParameters where k == "adapter.layout.weight" || k == "decoder.latent_skip.weight" {
                 rng.fillNormal(p.value, std: 0.01)
             }
@@ -117,7 +117,7 @@ public final class TokenizerTrainer {
         // gradient from the first step, instead of waiting for the zero skip to grow.
         if config.skipInitStd > 0, let w = model.decoder.parameters.first(where: { $0.key == "latent_skip.weight" }),
            w.value.array.allSatisfy({ $0 == 0 }) {
-            var rng = InitRNG(seed: mix64(config.seed, 0x5C1B))
+            var rng = InitRNG(seed: SplitMix64.mix(config.seed, 0x5C1B))
             rng.fillNormal(w.value, std: Double(config.skipInitStd))
         }
         config.applyLayoutRates(model.namedParameters)

@@ -4,22 +4,13 @@ import RepTokData
 import RepTokImage
 import RepTokTensor
 
-/// 64-bit mixing (splitmix64 finalizer): derives independent Philox keys from (seed, step, use).
-@inline(__always)
-func mix64(_ a: UInt64, _ b: UInt64) -> UInt64 {
-    var z = a &+ 0x9E37_79B9_7F4A_7C15 &* (b &+ 1)
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-}
-
 /// Random streams of one training step: everything random in step `step` of a run with seed
 /// `seed` comes from Philox keyed by mix(seed, step), one counter stream per use.
 public struct StepRandom {
     public enum Stream: UInt32 { case flowNoise = 0, time = 1, tokenNoise = 2, views = 3, layoutKeep = 4 }
     public let philox: Philox4x32
 
-    public init(seed: UInt64, step: Int) { philox = Philox4x32(seed: mix64(seed, UInt64(step))) }
+    public init(seed: UInt64, step: Int) { philox = Philox4x32(seed: SplitMix64.mix(seed, UInt64(step))) }
 
     public func gaussian(_ shape: [Int], _ s: Stream) -> Tensor { philox.gaussian(shape, stream: s.rawValue) }
     public func uniforms(_ n: Int, _ s: Stream) -> [Double] { philox.uniforms(stream: s.rawValue, count: n) }

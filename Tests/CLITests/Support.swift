@@ -11,7 +11,9 @@ import RepTokCodec
 import RepTokFormat
 import RepTokImage
 import RepTokModels
+import RepTokNN
 import RepTokSafeTensors
+import RepTokTensor
 
 // MARK: - Running the tools
 
@@ -159,22 +161,11 @@ func writeBytes(_ path: String, _ bytes: [UInt8]) {
 
 // MARK: - A tiny random model (tests only)
 
-/// SplitMix64 with a Box-Muller normal.
+/// Random test weights: the initializers' normal draws (InitRNG) from SplitMix64(seed:), as Float.
 struct TestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / 9_007_199_254_740_992.0 }
-    mutating func normal() -> Float {
-        let a = max(uniform(), 1e-300), b = uniform()
-        return Float((-2 * log(a)).squareRoot() * cos(2 * Double.pi * b))
-    }
+    var draws: InitRNG
+    init(seed: UInt64) { draws = InitRNG(SplitMix64(seed: seed)) }
+    mutating func normal() -> Float { Float(draws.normal()) }
 }
 
 /// Writes a random-but-valid codec model in the layout CodecModel loads: encoder.*, adapter.*,

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import RepTokEval
+import RepTokTensor
 
 /// Frechet distance against pytorch-fid's computation (Fixtures/frechet_reference.json, written by
 /// tools/frechet_reference.py), closed forms, the eigensolver, and the bootstrap interval.

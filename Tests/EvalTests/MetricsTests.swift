@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import RepTokEval
 import RepTokImage
+import RepTokTensor
 
 /// One pair of Fixtures/metrics_reference.json (written by tools/metrics_reference.py).
 struct ReferencePair {
@@ -64,20 +65,13 @@ enum Reference {
 
 /// A deterministic test image (SplitMix64 noise over a gradient).
 func testImage(width: Int, height: Int, seed: UInt64) -> RGBImage {
-    var s = seed
-    func next() -> UInt64 {
-        s &+= 0x9E37_79B9_7F4A_7C15
-        var z = s
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var rng = SplitMix64(seed: seed)
     var px = [UInt8](repeating: 0, count: width * height * 3)
     for y in 0..<height {
         for x in 0..<width {
             for c in 0..<3 {
                 let base = (x * 255 / max(width - 1, 1) + y * 128 / max(height - 1, 1) + c * 40) % 256
-                let noise = Int(next() % 41) - 20
+                let noise = Int(rng.next() % 41) - 20
                 px[(y * width + x) * 3 + c] = UInt8(clamping: base + noise)
             }
         }

@@ -2,6 +2,7 @@
 // must each be rejected for the stated reason, truncation at every byte, every single-bit flip,
 // and a seeded mutation fuzz loop.
 
+import RepTokTensor
 import RepTokTestSupport
 import XCTest
 @testable import RepTokFormat

@@ -1,3 +1,4 @@
+import RepTokTensor
 import RepTokTestSupport
 import Foundation
 import XCTest

@@ -1,11 +1,9 @@
-// Shared helpers for the format tests: a seeded PRNG, fixtures, and a raw record builder that
+// Shared helpers for the format tests: fixtures and a raw record builder that
 // can write any field value (including illegal ones) with a correct checksum.
 
 import RepTokTestSupport
 import XCTest
 @testable import RepTokFormat
-
-/// SplitMix64: small, seeded, reproducible.
 
 enum Fixtures {
     /// The typical record: 128x96, level 5, seed 0, Euler 1 step, 40-byte payload, no name.

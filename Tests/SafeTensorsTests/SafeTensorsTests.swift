@@ -1,3 +1,4 @@
+import RepTokTensor
 import RepTokTestSupport
 import Foundation
 import XCTest
@@ -41,8 +42,6 @@ func makeTempDir(_ test: XCTestCase) throws -> String {
     test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
     return dir
 }
-
-/// SplitMix64: a small seeded generator so the random tests are reproducible.
 
 /// Independent round-to-nearest-even reference for Float -> BF16 (finite inputs).
 func referenceBF16(_ x: Float) -> UInt16 {
