@@ -321,7 +321,7 @@ public struct Quantizer: Sendable, Equatable {
             for i in 0..<D { let a = row[i]; if a == 0 { continue }; for j in i..<D { cov[i * D + j] += a * row[j] } }
         }
         for i in 0..<D { for j in i..<D { cov[i * D + j] /= Double(max(n - 1, 1)); cov[j * D + i] = cov[i * D + j] } }
-        let (vals, vecs) = jacobiEigen(cov, D)
+        let (vals, vecs) = SymmetricEigen.jacobi(cov, n: D, Quantizer.fitEigenSchedule)
         let order = (0..<D).sorted { vals[$0] > vals[$1] }
         var rot = [Float](repeating: 0, count: D * D)
         var sig = [Float](repeating: 0, count: D)
@@ -336,42 +336,9 @@ public struct Quantizer: Sendable, Equatable {
                          baseStep: max(sig.first ?? 1, 1e-6) * baseStepInSigma)
     }
 
-    /// Cyclic Jacobi for a symmetric matrix: (eigenvalues, eigenvectors as columns).
-    static func jacobiEigen(_ a0: [Double], _ n: Int) -> ([Double], [Double]) {
-        var a = a0
-        var v = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { v[i * n + i] = 1 }
-        for _ in 0..<60 {
-            var off = 0.0
-            for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { off += a[i * n + j] * a[i * n + j] } }
-            if off < 1e-22 { break }
-            for p in 0..<n {
-                for q in (p + 1)..<max(p + 1, n) {
-                    let apq = a[p * n + q]
-                    if abs(apq) < 1e-300 { continue }
-                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * apq)
-                    let t = (theta >= 0 ? 1.0 : -1.0) / (abs(theta) + (theta * theta + 1).squareRoot())
-                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
-                    for k in 0..<n {
-                        let akp = a[k * n + p], akq = a[k * n + q]
-                        a[k * n + p] = c * akp - s * akq
-                        a[k * n + q] = s * akp + c * akq
-                    }
-                    for k in 0..<n {
-                        let apk = a[p * n + k], aqk = a[q * n + k]
-                        a[p * n + k] = c * apk - s * aqk
-                        a[q * n + k] = s * apk + c * aqk
-                    }
-                    for k in 0..<n {
-                        let vkp = v[k * n + p], vkq = v[k * n + q]
-                        v[k * n + p] = c * vkp - s * vkq
-                        v[k * n + q] = s * vkp + c * vkq
-                    }
-                }
-            }
-        }
-        return ((0..<n).map { a[$0 * n + $0] }, v)
-    }
+    /// The Jacobi schedule of `fit`: 60 sweeps to an absolute off-diagonal mass of 1e-22, rotated
+    /// pairs left at their rounded values (kept so a refit gives the same rotation bit for bit).
+    static let fitEigenSchedule = SymmetricEigen.Schedule(maxSweeps: 60, stop: .absolute(1e-22), zeroRotated: false)
 
     /// The same quantizer with a zstd dictionary trained on these tokens' symbols at every level.
     public func withDictionary(tokens: [Float], maxBytes: Int = 2048) -> Quantizer {

@@ -6,8 +6,8 @@
 //
 // Covariances are unbiased (divide by n - 1, as numpy.cov and pytorch-fid). The trace of the
 // matrix square root is taken through two symmetric eigendecompositions in float64 (LAPACK
-// dsyevd from OpenBLAS, about 1000x faster than the cyclic Jacobi kept here as the fallback and
-// as the tests' cross-check), negative eigenvalues from rounding clamped to zero.
+// dsyevd from OpenBLAS, about 1000x faster than the cyclic Jacobi of RepTokTensor kept as the
+// fallback and as the tests' cross-check), negative eigenvalues from rounding clamped to zero.
 //
 // The bootstrap interval resamples IMAGES, not feature rows: several views of one image are
 // correlated, so each replicate draws N images with replacement and takes all their views, the
@@ -220,66 +220,16 @@ public enum Frechet {
     }
 
     /// Eigenvalues and eigenvectors (columns of `vectors`, row-major n x n) of a symmetric matrix:
-    /// LAPACK dsyevd when OpenBLAS provides it, else `symmetricEigen`.
+    /// LAPACK dsyevd when OpenBLAS provides it, else cyclic Jacobi (`SymmetricEigen.jacobi`).
     public static func eigen(_ input: [Double], n: Int) -> (values: [Double], vectors: [Double]) {
         var a = input, w = [Double](repeating: 0, count: n)
         let info = a.withUnsafeMutableBufferPointer { ap in
             w.withUnsafeMutableBufferPointer { wp in rt_dsyevd(Int32(n), ap.baseAddress, wp.baseAddress) }
         }
-        guard info == 0 else { return symmetricEigen(input, n: n) }
+        guard info == 0 else { return SymmetricEigen.jacobi(input, n: n) }
         // LAPACK's column-major vectors: vector k is a[k*n ..< k*n+n]; return them as columns.
         var v = [Double](repeating: 0, count: n * n)
         for k in 0..<n { for i in 0..<n { v[i * n + k] = a[k * n + i] } }
         return (w, v)
-    }
-
-    /// Eigenvalues and eigenvectors (columns of `vectors`, row-major n x n) of a symmetric
-    /// matrix, by cyclic Jacobi rotations until the off-diagonal mass is negligible.
-    public static func symmetricEigen(_ input: [Double], n: Int) -> (values: [Double], vectors: [Double]) {
-        precondition(input.count == n * n, "symmetricEigen: \(input.count) values for \(n)x\(n)")
-        var a = input
-        var v = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { v[i * n + i] = 1 }
-        if n <= 1 { return (n == 1 ? [a[0]] : [], v) }
-        var scale = 0.0
-        for x in a { scale += x * x }
-        if scale == 0 { return ([Double](repeating: 0, count: n), v) }
-        a.withUnsafeMutableBufferPointer { A in
-            v.withUnsafeMutableBufferPointer { V in
-                for _ in 0..<100 {
-                    var off = 0.0
-                    for p in 0..<n { for q in (p + 1)..<n { off += A[p * n + q] * A[p * n + q] } }
-                    if off <= 1e-30 * scale { break }
-                    for p in 0..<(n - 1) {
-                        for q in (p + 1)..<n {
-                            let apq = A[p * n + q]
-                            if abs(apq) < 1e-300 { continue }
-                            let app = A[p * n + p], aqq = A[q * n + q]
-                            let theta = (aqq - app) / (2 * apq)
-                            let t = (theta >= 0 ? 1.0 : -1.0) / (abs(theta) + (theta * theta + 1).squareRoot())
-                            let c = 1 / (t * t + 1).squareRoot(), s = t * c
-                            // A <- J^T A J on rows/columns p and q.
-                            for k in 0..<n {
-                                let akp = A[k * n + p], akq = A[k * n + q]
-                                A[k * n + p] = c * akp - s * akq
-                                A[k * n + q] = s * akp + c * akq
-                            }
-                            for k in 0..<n {
-                                let apk = A[p * n + k], aqk = A[q * n + k]
-                                A[p * n + k] = c * apk - s * aqk
-                                A[q * n + k] = s * apk + c * aqk
-                            }
-                            A[p * n + q] = 0; A[q * n + p] = 0
-                            for k in 0..<n {
-                                let vkp = V[k * n + p], vkq = V[k * n + q]
-                                V[k * n + p] = c * vkp - s * vkq
-                                V[k * n + q] = s * vkp + c * vkq
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return ((0..<n).map { a[$0 * n + $0] }, v)
     }
 }

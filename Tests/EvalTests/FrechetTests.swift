@@ -69,7 +69,7 @@ final class FrechetTests: XCTestCase {
         let n = 17
         var m = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in i..<n { let v = rng.uniform() - 0.5; m[i * n + j] = v; m[j * n + i] = v } }
-        let (values, vectors) = Frechet.symmetricEigen(m, n: n)
+        let (values, vectors) = SymmetricEigen.jacobi(m, n: n)
         // A v_k = l_k v_k and V^T V = I.
         for k in 0..<n {
             for i in 0..<n {
