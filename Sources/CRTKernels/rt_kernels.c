@@ -333,10 +333,6 @@ RT_CLONES void rt_adamw(float *p, float *m, float *v, const float *g, size_t n, 
         p[i] -= lr * ((mi * ib1) / (sqrtf(vi * ib2) + eps) + wd * p[i]);
     }
 }
-RT_CLONES void rt_ema(float *ema, const float *p, size_t n, float d) {
-    for (size_t i = 0; i < n; i++) ema[i] = d * ema[i] + (1.0f - d) * p[i];
-}
-
 /* IEEE half <-> float, round to nearest even, with subnormals, inf and NaN. */
 static uint16_t f32_to_f16_one(float f) {
     uint32_t x; memcpy(&x, &f, 4);

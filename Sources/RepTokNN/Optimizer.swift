@@ -71,20 +71,37 @@ public final class AdamW {
     }
 }
 
-/// Exponential moving average of parameters: ema = d * ema + (1 - d) * p.
+/// Exponential moving average of parameters: shadow = d * shadow + (1 - d) * p, optionally with
+/// a decay warm-up: update k (1-based) uses min(decay, (1 + k) / (10 + k)) (the trainers' EMA,
+/// see `TrainConfig.emaWarmup`).
 public final class EMA {
     public let decay: Float
+    public let warmup: Bool
     public let params: [Parameter]
     public let shadow: [Tensor]
+    /// Updates made so far (a resumed run sets it to its step).
+    public var updates = 0
 
-    public init(_ params: [Parameter], decay: Float) {
+    public init(_ params: [Parameter], decay: Float, warmup: Bool = false) {
         self.decay = decay
+        self.warmup = warmup
         self.params = params
         shadow = params.map { $0.value.clone() }
     }
 
+    /// The decay of the next update.
+    public var currentDecay: Float {
+        let k = Float(updates + 1)
+        return warmup ? min(decay, (1 + k) / (10 + k)) : decay
+    }
+
     public func update() {
-        for (i, p) in params.enumerated() { rt_ema(shadow[i].data, p.value.data, p.value.count, decay) }
+        let d = currentDecay, e = 1 - d
+        for (s, p) in zip(shadow, params) {
+            let sp = s.data, pp = p.value.data
+            for i in 0..<s.count { sp[i] = d * sp[i] + e * pp[i] }
+        }
+        updates += 1
     }
 
     /// Swaps EMA weights into the live parameters (call twice to swap back).
@@ -94,5 +111,10 @@ public final class EMA {
             p.value.copy(from: shadow[i])
             shadow[i].copy(from: tmp)
         }
+    }
+
+    /// Copies the shadow into the live weights.
+    public func copyToParameters() {
+        for (s, p) in zip(shadow, params) { p.value.copy(from: s) }
     }
 }

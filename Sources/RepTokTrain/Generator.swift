@@ -98,7 +98,7 @@ public final class GeneratorTrainer {
     public let codec: CodecModel
     public let generator: TokenGenerator
     public let optimizer: AdamW
-    public let ema: WeightEMA
+    public let ema: EMA
     public private(set) var step = 0
     public private(set) var data: TokenSet!
     private var wallBefore = 0.0
@@ -130,7 +130,7 @@ public final class GeneratorTrainer {
         generator = TokenGenerator(gcfg)
         generator.initialize(seed: SplitMix64.mix(config.seed, 0x6E4E))
         optimizer = AdamW(generator.parameters, weightDecay: config.weightDecay)
-        ema = WeightEMA(generator.parameters, decay: config.ema, warmup: true)
+        ema = EMA(generator.parameters, decay: config.ema, warmup: true)
     }
 
     /// A run restored from `runDir/checkpoint.safetensors`.
@@ -158,7 +158,7 @@ public final class GeneratorTrainer {
         let ms = try generator.parameters.map { try ModelFile.tensor("adam.m." + $0.key, in: file) }
         let vs = try generator.parameters.map { try ModelFile.tensor("adam.v." + $0.key, in: file) }
         optimizer.restore(step: state.step, m: ms, v: vs)
-        ema = WeightEMA(generator.parameters, decay: config.ema, warmup: true)
+        ema = EMA(generator.parameters, decay: config.ema, warmup: true)
         for (s, p) in zip(ema.shadow, generator.parameters) { s.copy(from: try ModelFile.tensor("ema." + p.key, in: file)) }
         ema.updates = state.step
         step = state.step

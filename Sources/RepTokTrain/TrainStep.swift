@@ -28,39 +28,3 @@ public enum TokenizerObjective {
         return (Loss(loss: l.loss, flow: l.flow, cos: l.cos), l.tokenNoiseStd)
     }
 }
-
-/// EMA of the trainable weights with a decay warm-up (see `TrainConfig.emaWarmup`).
-public final class WeightEMA {
-    public let params: [Parameter]
-    public let shadow: [Tensor]
-    public let decay: Float
-    public let warmup: Bool
-    public var updates = 0
-
-    public init(_ params: [Parameter], decay: Float, warmup: Bool) {
-        self.params = params
-        self.decay = decay
-        self.warmup = warmup
-        shadow = params.map { $0.value.clone() }
-    }
-
-    /// The decay of the next update.
-    public var currentDecay: Float {
-        let k = Float(updates + 1)
-        return warmup ? min(decay, (1 + k) / (10 + k)) : decay
-    }
-
-    public func update() {
-        let d = currentDecay, e = 1 - d
-        for (s, p) in zip(shadow, params) {
-            let sp = s.data, pp = p.value.data
-            for i in 0..<s.count { sp[i] = d * sp[i] + e * pp[i] }
-        }
-        updates += 1
-    }
-
-    /// Copies the shadow into the live weights.
-    public func copyToParameters() {
-        for (s, p) in zip(shadow, params) { p.value.copy(from: s) }
-    }
-}

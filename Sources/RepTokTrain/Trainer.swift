@@ -47,7 +47,7 @@ public final class TokenizerTrainer {
     public let encoderConfig: EncoderConfig
     public let model: RepTokModel
     public let optimizer: AdamW
-    public let ema: WeightEMA
+    public let ema: EMA
     public private(set) var step = 0
     public private(set) var totalSteps: Int?
     public private(set) var wallBefore: Double = 0
@@ -122,7 +122,7 @@ public final class TokenizerTrainer {
         }
         config.applyLayoutRates(model.namedParameters)
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
-        ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
+        ema = EMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
         totalSteps = config.steps
     }
 
@@ -161,7 +161,7 @@ public final class TokenizerTrainer {
             }
             config.applyLayoutRates(model.namedParameters)
         optimizer = AdamW(model.trainableParameters, weightDecay: config.weightDecay)
-            ema = WeightEMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
+            ema = EMA(model.trainableParameters, decay: config.ema, warmup: config.emaWarmup)
             let trainable = model.namedParameters.filter { $0.1.trainable }
             var m = [Tensor](), v = [Tensor]()
             for (i, (name, p)) in trainable.enumerated() {

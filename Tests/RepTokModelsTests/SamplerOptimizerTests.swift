@@ -2,6 +2,7 @@ import Foundation
 import RepTokModels
 import RepTokNN
 import RepTokTensor
+import RepTokTestSupport
 import XCTest
 
 final class PhiloxTests: XCTestCase {
@@ -203,6 +204,30 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(p.value[1], 0.2, accuracy: 1e-6)
         ema.swap()
         XCTAssertEqual(p.value.array, [1, 2])
+    }
+
+    /// One update against a float64 reference, for several decays, and the warm-up schedule
+    /// min(decay, (1 + k) / (10 + k)) of update k.
+    func testEMAUpdateMatchesFloat64AndWarmsUp() {
+        var rng = SplitMix64(seed: 102)
+        for d: Float in [0.999, 0.5, 0] {
+            let p = Parameter("p", Tensor([29], (0..<29).map { _ in Float(rng.normal()) }), decay: true)
+            let ema = EMA([p], decay: d)
+            ema.shadow[0].copy(from: Tensor([29], (0..<29).map { _ in Float(rng.normal()) }))
+            let ref = (0..<29).map { Double(d) * Double(ema.shadow[0][$0]) + (1 - Double(d)) * Double(p.value[$0]) }
+            ema.update()
+            var e2 = 0.0, r2 = 0.0
+            for i in 0..<29 { let e = Double(ema.shadow[0][i]) - ref[i]; e2 += e * e; r2 += ref[i] * ref[i] }
+            XCTAssertLessThanOrEqual((e2 / r2).squareRoot(), 1e-6, "ema d=\(d)")
+            XCTAssertEqual(ema.updates, 1)
+        }
+        let w = EMA([Parameter("q", Tensor([1], [0]), decay: true)], decay: 0.5, warmup: true)
+        var decays = [Float]()
+        for _ in 0..<3 { decays.append(w.currentDecay); w.update() }
+        XCTAssertEqual(decays, [Float(2) / 11, Float(3) / 12, Float(4) / 13])
+        w.updates = 8   // (1 + 9) / (10 + 9) > 0.5: the decay itself
+        XCTAssertEqual(w.currentDecay, 0.5)
+        XCTAssertEqual(EMA([], decay: 0.9).currentDecay, 0.9, "no warm-up")
     }
 
     /// A tiny decoder trained for a few AdamW steps on one batch must lower its loss (the

@@ -39,16 +39,6 @@ final class CKernelTests: XCTestCase {
         }
     }
 
-    func testEMA() {
-        var rng = SeededRNG(102)
-        for d: Float in [0.999, 0.5, 0] {
-            let ema = randn([29], &rng), p = randn([29], &rng)
-            let ref = (0..<29).map { Double(d) * Double(ema[$0]) + (1 - Double(d)) * Double(p[$0]) }
-            rt_ema(ema.data, p.data, 29, d)
-            assertRelErr(ema.f64, ref, 1e-6, "ema d=\(d)")
-        }
-    }
-
     private func f16(_ x: Float) -> UInt16 {
         var s = x, h: UInt16 = 0
         rt_f32_to_f16(&h, &s, 1)

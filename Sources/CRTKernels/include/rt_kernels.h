@@ -81,8 +81,6 @@ void rt_colscale_bwd(float *dx, float *dg, const float *dout, const float *x, co
  * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr * (m/bc1 / (sqrt(v/bc2) + eps) + wd p) */
 void rt_adamw(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1, float b2,
               float bc1, float bc2, float eps, float wd);
-/* ema = d*ema + (1-d)*p */
-void rt_ema(float *ema, const float *p, size_t n, float d);
 
 /* float <-> 16-bit formats (round to nearest even) */
 void rt_f32_to_f16(uint16_t *dst, const float *src, size_t n);
