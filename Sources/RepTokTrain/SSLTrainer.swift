@@ -425,7 +425,7 @@ public final class SSLSession {
     /// `encoder.` with a `reptok.config`, so the checkpoint itself also works as `--encoder`.
     public func saveCheckpoint(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
-            "reptok.ssl": try SSLJSON.encode(state),
+            "reptok.ssl": try JSONText.encode(state),
             "reptok.config": try ModelFile.configJSON(encoder: teacher.config, decoder: nil),
         ])
         func add(_ name: String, _ t: Tensor) throws {
@@ -447,7 +447,7 @@ public final class SSLSession {
     /// reptok.config with the `encoder` part (plus an `ssl` record of the run).
     public func exportEncoder(to path: String) throws {
         let info: [String: Any] = ["step": step, "wall_seconds": (wallBefore + segmentSeconds).rounded(),
-                                   "config": try JSONSerialization.jsonObject(with: Data(try SSLJSON.encode(config).utf8))]
+                                   "config": try JSONText.object(config)]
         let meta = try ModelFile.configJSON(encoder: teacher.config, decoder: nil, extra: ["ssl": info])
         try ModelFile.write(named: teacher.parameters.map { ("encoder." + $0.key, $0.value) },
                             metadata: ["reptok.config": meta], to: path)
@@ -474,7 +474,7 @@ public final class SSLSession {
         var pending = Data()
         func flush() { if !pending.isEmpty { metrics?.write(pending); pending.removeAll() } }
         func record(_ obj: [String: Any]) throws {
-            pending.append(Data((try SSLJSON.string(obj) + "\n").utf8))
+            pending.append(Data((try JSONText.string(obj) + "\n").utf8))
         }
         func runEval(baseline: Bool) throws {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -503,7 +503,7 @@ public final class SSLSession {
             let m = try trainStep()
             recent.append(m.seconds); if recent.count > 30 { recent.removeFirst() }
             smooth = smooth.map { 0.95 * $0 + 0.05 * m.loss } ?? m.loss
-            pending.append(Data((try SSLJSON.encode(m) + "\n").utf8))
+            pending.append(Data((try JSONText.encode(m) + "\n").utf8))
             let avg = recent.reduce(0, +) / Double(recent.count)
             let line = String(format: "ssl step %d/%d  %.1f img/s  loss %.4f  koleo %.3f  H(t) %.2f/%.2f  lr %.2e  m %.4f  |g| %.2f  ETA %@",
                               step, total, Double(config.batch) / avg, smooth!, m.koleo, m.teacherEntropy, m.teacherMeanEntropy,
@@ -540,16 +540,4 @@ public final class SSLSession {
     }
 
     static func clock(_ s: Double) -> String { TokenizerTrainer.clock(s) }
-}
-
-/// JSON helpers (sorted keys).
-enum SSLJSON {
-    static func encode<T: Encodable>(_ v: T) throws -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return String(decoding: try e.encode(v), as: UTF8.self)
-    }
-    static func string(_ obj: Any) throws -> String {
-        String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
-    }
 }
