@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN", "RepTokEval",
                                                    "RepTokTensor", "RepTokSafeTensors"]),
         .executableTarget(name: "rttrain", dependencies: [
-            "RepTokTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "RepTokTrain", "RepTokFormat", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Test helpers shared by the test targets (not in the library product).
@@ -81,7 +81,8 @@ let package = Package(
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
-        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokTestSupport"]),
+        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokTensor",
+                                                  "RepTokTestSupport"]),
         // Runs the built rtenc/rtdec/rtinfo binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
             "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",

@@ -50,7 +50,7 @@ public struct RTDec: ParsableCommand {
     public func validate() throws {
         try files.check(inputs: inputs)
         try report.check()
-        if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1 to 1000, not \(s)") }
+        if let s = steps, !RTKFormat.steps.contains(s) { throw ValidationError("--steps must be 1 to \(RTKFormat.maxSteps), not \(s)") }
         if native && size != nil { throw ValidationError("--native and --size cannot be combined") }
         if let n = maxPixels, n < 1 { throw ValidationError("--max-pixels must be positive") }
         if files.output != nil && (inputs.count > 1 || files.recursive) {

@@ -65,10 +65,10 @@ public struct RTEnc: ParsableCommand {
             }
         }
         try report.check()
-        if let l = level, !(1...9).contains(l) { throw ValidationError("-q must be 1 to 9, not \(l)") }
+        if let l = level, !RTKFormat.levels.contains(l) { throw ValidationError("-q must be 1 to \(RTKFormat.levels.upperBound), not \(l)") }
         if let t = targetBytes, t < 1 { throw ValidationError("--target-bytes must be positive") }
         if level != nil && targetBytes != nil { throw ValidationError("-q and --target-bytes cannot be combined") }
-        if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1 to 1000, not \(s)") }
+        if let s = steps, !RTKFormat.steps.contains(s) { throw ValidationError("--steps must be 1 to \(RTKFormat.maxSteps), not \(s)") }
     }
 
     /// Where one input's record goes.

@@ -110,7 +110,7 @@ public struct RTEval: ParsableCommand {
         if version { return }
         if inputs.isEmpty { throw ValidationError("no input: give image files or directories") }
         if inputs.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be read only once") }
-        if let s = steps, !(1...1000).contains(s) { throw ValidationError("--steps must be 1-1000") }
+        if let s = steps, !RTKFormat.steps.contains(s) { throw ValidationError("--steps must be 1-\(RTKFormat.maxSteps)") }
         if let m = modelOptions.model, m.isEmpty { throw ValidationError("-m needs a file name") }
         if let v = views, !(1...4096).contains(v) { throw ValidationError("--views must be 1-4096") }
         if !(0...10000).contains(bootstrap) { throw ValidationError("--bootstrap must be 0-10000") }

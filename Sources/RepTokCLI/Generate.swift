@@ -98,9 +98,9 @@ public struct RTGen: ParsableCommand {
         guard output != nil || grid != nil else { throw ValidationError("give -o DIR (PNG files), -o - (an .rtk stream) or --grid FILE") }
         if output == "" { throw ValidationError("-o needs a directory or -") }
         guard (1...10000).contains(count) else { throw ValidationError("-n must be 1-10000") }
-        guard (1...1000).contains(steps) else { throw ValidationError("--steps must be 1-1000") }
-        if let d = decodeSteps, !(1...1000).contains(d) { throw ValidationError("--decode-steps must be 1-1000") }
-        if let l = level, !Quantizer.levels.contains(l) { throw ValidationError("-q must be 1-9") }
+        guard RTKFormat.steps.contains(steps) else { throw ValidationError("--steps must be 1-\(RTKFormat.maxSteps)") }
+        if let d = decodeSteps, !RTKFormat.steps.contains(d) { throw ValidationError("--decode-steps must be 1-\(RTKFormat.maxSteps)") }
+        if let l = level, !RTKFormat.levels.contains(l) { throw ValidationError("-q must be 1-\(RTKFormat.levels.upperBound)") }
         guard cfg.isFinite, cfg >= 0, cfg <= 100 else { throw ValidationError("--cfg must be 0-100") }
         guard interval != nil else { throw ValidationError("--cfg-interval must be A,B with 0 <= A <= B <= 1") }
         if !lerp.isEmpty && lerp.count != 2 { throw ValidationError("--lerp takes two .rtk files") }
@@ -197,7 +197,7 @@ public struct RTGen: ParsableCommand {
             let S = model.imageSize
             func render(_ i: Int) -> RGBImage {
                 let z = Tensor([1, D], Array(UnsafeBufferPointer(start: tokens.data + i * D, count: D)))
-                let x = Codec.decodeRaw(latent: z, model: model, seed: seed &+ UInt64(i), sampler: model.codec.defaultSampler == "heun" ? .heun : .euler,
+                let x = Codec.decodeRaw(latent: z, model: model, seed: seed &+ UInt64(i), sampler: model.codec.sampler,
                                         steps: decodeSteps ?? model.codec.defaultSteps)
                 return RGBImage(planar: x.array, width: S, height: S)
             }

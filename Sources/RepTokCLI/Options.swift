@@ -120,7 +120,7 @@ public struct ImageSize: ExpressibleByArgument, Sendable, Equatable {
     public init?(argument: String) {
         let parts = argument.lowercased().split(separator: "x", omittingEmptySubsequences: false)
         guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]),
-              (1...65535).contains(w), (1...65535).contains(h) else { return nil }
+              (1...RTKFormat.maxDimension).contains(w), (1...RTKFormat.maxDimension).contains(h) else { return nil }
         width = w
         height = h
     }

@@ -71,11 +71,11 @@ public enum Codec {
 
     /// Encodes an image into one record.
     public static func encode(_ img: RGBImage, model: CodecModel, options o: EncodeOptions = .init()) throws -> RTKRecord {
-        guard img.width >= 1, img.height >= 1, img.width <= 65535, img.height <= 65535 else {
-            throw CodecError.image("image size \(img.width)x\(img.height) is outside 1-65535")
+        guard (1...RTKFormat.maxDimension).contains(img.width), (1...RTKFormat.maxDimension).contains(img.height) else {
+            throw CodecError.image("image size \(img.width)x\(img.height) is outside 1-\(RTKFormat.maxDimension)")
         }
         let z = token(img, model: model)
-        let sampler = o.sampler ?? (model.codec.defaultSampler == "heun" ? .heun : .euler)
+        let sampler = o.sampler ?? model.codec.sampler
         let steps = o.steps ?? model.codec.defaultSteps
         // step modes: the encoder's choice needs the error of the unquantized token's 1-step decode
         var residual = 0.0
@@ -113,8 +113,7 @@ public enum Codec {
     public static func decodeRaw(latent z: Tensor, model: CodecModel, seed: UInt64, sampler: RTKSampler, steps: Int) -> Tensor {
         let S = model.imageSize, B = z.shape[0]
         let noise = Philox4x32(seed: seed).gaussian([B, 3, S, S])
-        let kind: SamplerKind = sampler == .heun ? .heun : .euler
-        return FlowSampler(kind, steps: steps).sample(noise: noise) { x, t in
+        return FlowSampler(SamplerKind(sampler), steps: steps).sample(noise: noise) { x, t in
             model.decoder.predictVelocity(x, t: t, z: z)
         }
     }
@@ -124,7 +123,7 @@ public enum Codec {
     public static func decode(_ rec: RTKRecord, model: CodecModel, options o: DecodeOptions = .init()) throws -> RGBImage {
         guard rec.fingerprint == model.fingerprint else { throw CodecError.unknownModel(rec.fingerprint) }
         let steps = o.steps ?? rec.steps
-        guard (1...1000).contains(steps) else { throw CodecError.model("steps \(steps) outside 1-1000") }
+        guard RTKFormat.steps.contains(steps) else { throw CodecError.model("steps \(steps) outside 1-\(RTKFormat.maxSteps)") }
         let (w, h) = o.size ?? (o.native ? (model.imageSize, model.imageSize) : (rec.width, rec.height))
         do { try o.limits.checkOutput(width: w, height: h) } catch { throw CodecError.image("\(error)") }
         let x = decodeRaw(latent: try latent(rec, model: model), model: model, seed: o.seed ?? rec.seed,

@@ -1,4 +1,5 @@
 import Foundation
+import RepTokFormat
 import RepTokModels
 import RepTokNN
 import RepTokSafeTensors
@@ -70,6 +71,31 @@ public struct CodecConfig: Codable, Equatable, Sendable {
         entropy = try c.decodeIfPresent(Quantizer.Entropy.self, forKey: .entropy) ?? .zstd
         stepModes = try c.decodeIfPresent([Float].self, forKey: .stepModes)
         levelLambda = try c.decodeIfPresent([Float].self, forKey: .levelLambda)
+    }
+}
+
+extension CodecConfig {
+    /// `defaultSampler`, typed (kept a string in the config, whose JSON bytes the fingerprint hashes).
+    public var sampler: RTKSampler { RTKSampler(SamplerKind(named: defaultSampler)) }
+}
+
+extension RTKSampler {
+    /// The record's id of a flow sampler.
+    public init(_ kind: SamplerKind) {
+        switch kind {
+        case .euler: self = .euler
+        case .heun: self = .heun
+        }
+    }
+}
+
+extension SamplerKind {
+    /// The flow sampler a record names.
+    public init(_ sampler: RTKSampler) {
+        switch sampler {
+        case .euler: self = .euler
+        case .heun: self = .heun
+        }
     }
 }
 
@@ -167,7 +193,7 @@ public final class CodecModel: @unchecked Sendable {
                                   baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
                                   levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO, levelScale: codec.levelScale,
                                   entropy: codec.entropy, scale: scale, stepModes: codec.stepModes, levelLambda: codec.levelLambda)
-            guard Quantizer.levels.contains(codec.defaultLevel), (1...1000).contains(codec.defaultSteps),
+            guard Quantizer.levels.contains(codec.defaultLevel), RTKFormat.steps.contains(codec.defaultSteps),
                   SamplerKind(rawValue: codec.defaultSampler) != nil else {
                 throw ModelError.invalidConfig("codec defaults out of range")
             }

@@ -81,9 +81,8 @@ extension Codec {
     public static func record(latent z: UnsafePointer<Float>, model: CodecModel, level: Int, seed: UInt64 = 0,
                               name: String? = nil) throws -> RTKRecord {
         guard Quantizer.levels.contains(level) else { throw CodecError.badLevel(level) }
-        let sampler: RTKSampler = model.codec.defaultSampler == "heun" ? .heun : .euler
         return RTKRecord(fingerprint: model.fingerprint, width: model.imageSize, height: model.imageSize, level: level,
-                         seed: seed, sampler: sampler, steps: model.codec.defaultSteps, name: name,
+                         seed: seed, sampler: model.codec.sampler, steps: model.codec.defaultSteps, name: name,
                          payload: try model.quantizer.encode(z, level: level))
     }
 }

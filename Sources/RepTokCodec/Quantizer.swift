@@ -27,7 +27,7 @@ import RepTokTensor
 /// bits where they buy little. Mean PSNR, a mean of logarithms, rises at the same mean bytes.
 public struct Quantizer: Sendable, Equatable {
     public enum Entropy: String, Sendable, Codable { case zstd, laplace }
-    public static let levels = 1...9
+    public static let levels = RTKFormat.levels
     public let dim: Int
     public let mean: [Float]
     public let rotation: [Float]     // [D, D] row-major

@@ -42,6 +42,8 @@ public enum RTKFormat {
     public static let levels: ClosedRange<Int> = 1...9
     /// Sampler step-count cap.
     public static let maxSteps = 1_000
+    /// Sampler step counts.
+    public static let steps: ClosedRange<Int> = 1...maxSteps
     /// Name length cap, in UTF-8 bytes.
     public static let maxNameBytes = 255
     /// Payload length cap, in bytes (64 KiB).

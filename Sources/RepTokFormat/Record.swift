@@ -88,7 +88,7 @@ public struct RTKRecord: Hashable, Sendable {
         if width * height > UInt64(RTKFormat.maxPixels) {
             throw RTKError.tooManyPixels(width: Int(width), height: Int(height), cap: RTKFormat.maxPixels)
         }
-        try check("steps", steps, 1...RTKFormat.maxSteps)
+        try check("steps", steps, RTKFormat.steps)
     }
 
     // MARK: Writing

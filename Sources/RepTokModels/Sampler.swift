@@ -5,6 +5,10 @@ import RepTokTensor
 /// `v(x, t)` (t per batch element), as samplers do in diffusion engines.
 public enum SamplerKind: String, Codable, CaseIterable, Sendable {
     case euler, heun
+
+    /// The sampler of a name as configs and options store it: "heun" is Heun, any other name
+    /// Euler (a codec model whose default sampler is neither name is refused on load).
+    public init(named name: String) { self = SamplerKind(rawValue: name) ?? .euler }
 }
 
 public struct FlowSampler: Sendable {

@@ -276,7 +276,7 @@ public enum Evaluator {
             }
         }
         // the unquantized token: the quantizer's ceiling
-        let kind: RTKSampler = model.codec.defaultSampler == "heun" ? .heun : .euler
+        let kind = model.codec.sampler
         try row("unquantized token", steps: ds) {
             let z = Codec.token(pics[$0], model: model)
             let x = Codec.decodeRaw(latent: z, model: model, seed: 0, sampler: kind, steps: ds)

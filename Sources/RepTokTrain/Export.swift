@@ -231,7 +231,7 @@ public enum Exporter {
     /// Mean PSNR of decoding `tokens` (seed 0, as records are written) against `refs`.
     static func meanPSNR(_ model: RepTokModel, tokens: [Float], refs: [RGBImage], steps: Int, sampler: String) -> Double {
         let D = model.decoder.config.tokenDim, S = model.decoder.config.imageSize
-        let kind: SamplerKind = sampler == "heun" ? .heun : .euler
+        let kind = SamplerKind(named: sampler)
         var total = 0.0
         for (i, ref) in refs.enumerated() {
             // batch 1 with the record's noise, exactly as Codec.decodeRaw

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RepTokFormat
 import RepTokTensor
 import RepTokTrain
 
@@ -216,7 +217,7 @@ struct Eval: ParsableCommand {
     @Flag(name: .long, help: "Print the model card's markdown tables.") var markdown = false
 
     func validate() throws {
-        guard steps.allSatisfy({ (1...1000).contains($0) }) else { throw ValidationError("--steps: each 1-1000") }
+        guard steps.allSatisfy({ RTKFormat.steps.contains($0) }) else { throw ValidationError("--steps: each 1-\(RTKFormat.maxSteps)") }
         guard (1...256).contains(gridPictures) else { throw ValidationError("--grid-pictures: 1-256") }
         guard byteBudget >= 1 else { throw ValidationError("--byte-budget: at least 1") }
         guard !(json && markdown) else { throw ValidationError("--json and --markdown exclude each other") }
