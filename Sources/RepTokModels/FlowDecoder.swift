@@ -14,7 +14,8 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
     public var mlpRatio: Int = 4
     public var tokenDim: Int
     public var freqDim: Int = 256
-    /// "x" (clean-image prediction, velocity loss) or "v" (velocity prediction).
+    /// "x" (clean-image prediction, velocity loss) or "v" (velocity prediction); typed as
+    /// `predictionKind` (a string here so the config's JSON, which fingerprints hash, keeps its bytes).
     public var prediction: String = "x"
     public var tEps: Float = 0.05
     public var layerNormEps: Float = 1e-6
@@ -78,6 +79,17 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         skipInput = try c.decodeIfPresent(Bool.self, forKey: .skipInput) ?? false
     }
 
+    /// What the network outputs.
+    public enum Prediction: String, CaseIterable, Sendable {
+        /// The clean image (trained with the velocity loss).
+        case x
+        /// The velocity.
+        case v
+    }
+
+    /// `prediction`, typed (nil for a name `validate` refuses).
+    public var predictionKind: Prediction? { Prediction(rawValue: prediction) }
+
     public var grid: Int { imageSize / patchSize }
     public var patchFeatures: Int { 3 * patchSize * patchSize }
     public var tokens: Int { 1 + grid * grid }
@@ -93,10 +105,10 @@ public struct DecoderConfig: Codable, Equatable, Sendable {
         guard numHeads >= 1, width % numHeads == 0 else { throw bad("num_heads \(numHeads)") }
         guard (1...16).contains(mlpRatio), (1...65536).contains(tokenDim) else { throw bad("mlp_ratio/token_dim") }
         guard freqDim >= 2, freqDim % 2 == 0, freqDim <= 4096 else { throw bad("freq_dim \(freqDim)") }
-        guard prediction == "x" || prediction == "v" else { throw bad("prediction \"\(prediction)\"") }
+        guard predictionKind != nil else { throw bad("prediction \"\(prediction)\"") }
         guard tEps > 0, tEps < 1, layerNormEps > 0 else { throw bad("t_eps/layer_norm_eps") }
         guard (0...imageSize).contains(skipSize), skipSize <= 64 else { throw bad("skip_size \(skipSize): 0-\(min(imageSize, 64))") }
-        guard skipSize == 0 || prediction == "x" else { throw bad("skip_size needs prediction \"x\"") }
+        guard skipSize == 0 || predictionKind == .x else { throw bad("skip_size needs prediction \"x\"") }
         guard !skipInput || skipSize > 0 else { throw bad("skip_input needs skip_size > 0") }
     }
 
@@ -428,7 +440,7 @@ public final class FlowDecoder: Module {
 
     /// Velocity from the raw output (prediction "x": v = (x_t - out) / max(t, t_eps)).
     public func velocity(_ xt: Tensor, t: [Float], out: Tensor) -> Tensor {
-        if config.prediction == "v" { return out }
+        if config.predictionKind == .v { return out }
         let B = xt.shape[0], per = xt.count / B
         let v = Tensor(uninitialized: xt.shape)
         for b in 0..<B {
@@ -440,7 +452,7 @@ public final class FlowDecoder: Module {
 
     /// Chain rule through `velocity`: given dL/dv returns (dL/dout, dL/dx_t contribution or nil).
     public func velocityBackward(_ dv: Tensor, t: [Float]) -> (dout: Tensor, dxt: Tensor?) {
-        if config.prediction == "v" { return (dv, nil) }
+        if config.predictionKind == .v { return (dv, nil) }
         let B = dv.shape[0], per = dv.count / B
         let dout = Tensor(uninitialized: dv.shape), dxt = Tensor(uninitialized: dv.shape)
         for b in 0..<B {

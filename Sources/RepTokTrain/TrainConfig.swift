@@ -165,7 +165,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if c.contains(.logEvery) { logEvery = try c.decode(type(of: logEvery), forKey: .logEvery) }
     }
 
+    /// `tune` and `prediction`, typed (nil for a value `validate` refuses). The fields stay
+    /// strings, as checkpoints and the command line carry them.
     public var tuneMode: TuneMode? { TuneMode(tune) }
+    public var predictionKind: DecoderConfig.Prediction? { DecoderConfig.Prediction(rawValue: prediction) }
 
     /// The training views (RepTokData's ViewSampler).
     public var viewConfig: ViewConfig {
@@ -206,7 +209,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         func bad(_ s: String) -> TrainError { .config(s) }
         guard tuneMode != nil else { throw bad("--tune must be cls, last:K or all (got \(tune))") }
-        if encoderPath == nil && tune != "all" {
+        if encoderPath == nil && tuneMode != .all {
             throw bad("without --encoder the encoder is randomly initialized and must be trained: use --tune all")
         }
         guard batch >= 1, batch <= 4096 else { throw bad("--batch \(batch)") }
@@ -214,7 +217,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard skipInitStd >= 0, skipInitStd <= 1, skipInitStd == 0 || skipSize > 0 else {
             throw bad("--skip-init-std \(skipInitStd): 0-1, with --skip-size")
         }
-        if skipSize > 0 && prediction != "x" { throw bad("--skip-size needs --prediction x") }
+        if skipSize > 0 && predictionKind != .x { throw bad("--skip-size needs --prediction x") }
         guard lr > 0, lr.isFinite, minLR >= 0, minLR <= lr else { throw bad("--lr/--min-lr") }
         guard warmup >= 0 else { throw bad("--warmup \(warmup)") }
         guard (steps != nil) != (minutes != nil) else { throw bad("give exactly one of --steps and --minutes") }

@@ -162,6 +162,23 @@ final class ConformanceTests: XCTestCase {
         XCTAssertThrowsError(try cfg.validate())
     }
 
+    /// `prediction` typed: x and v known, anything else refused; the name stays a string on the wire.
+    func testPredictionKind() throws {
+        var cfg = DecoderConfig(imageSize: 16, patchSize: 4, width: 16, depth: 1, numHeads: 2, tokenDim: 8, freqDim: 16)
+        XCTAssertEqual(cfg.predictionKind, .x)
+        XCTAssertNoThrow(try cfg.validate())
+        cfg.prediction = "v"
+        XCTAssertEqual(cfg.predictionKind, .v)
+        XCTAssertNoThrow(try cfg.validate())
+        XCTAssertTrue(String(decoding: try JSONEncoder().encode(cfg), as: UTF8.self).contains("\"prediction\":\"v\""))
+        cfg.skipSize = 2
+        XCTAssertThrowsError(try cfg.validate()) { XCTAssertEqual("\($0)", "invalid model config: decoder: skip_size needs prediction \"x\"") }
+        cfg.skipSize = 0
+        cfg.prediction = "eps"
+        XCTAssertNil(cfg.predictionKind)
+        XCTAssertThrowsError(try cfg.validate()) { XCTAssertEqual("\($0)", "invalid model config: decoder: prediction \"eps\"") }
+    }
+
     func testTrainingStepMatchesReference() throws {
         let f = try Self.fixture("train_step")
         let json = f.metadata["reptok.config"]!
