@@ -1,5 +1,7 @@
-// zstd helpers for .rtk payloads (stable libzstd API only; ZSTD_STATIC_LINKING_ONLY is not
-// defined in the CZstd shim).
+// zstd helpers for .rtk payloads: the stable libzstd API for compression (ZSTD_STATIC_LINKING_ONLY
+// is not defined in the CZstd shim), and for dictionaries zdict.h's static-only
+// ZDICT_trainFromBuffer_fastCover (ZDICT_STATIC_LINKING_ONLY is defined there; libzstd.so
+// exports it), see `trainDictionary`.
 //
 // Frames are written with the content size in the header, no content checksum (the record's
 // CRC-32C covers the payload) and no dictionary ID (the model fingerprint names the
@@ -135,8 +137,8 @@ public enum RTKZstd {
 
     // MARK: Dictionaries
 
-    /// Trains a zstd dictionary of at most `maxBytes` from `samples` (ZDICT_trainFromBuffer;
-    /// deterministic). zstd wants many samples (hundreds) totalling ~100x the dictionary.
+    /// Trains a zstd dictionary of at most `maxBytes` from `samples` (fastCover with fixed
+    /// parameters; deterministic). zstd wants many samples (hundreds) totalling ~100x the dictionary.
     public static func trainDictionary(samples: [[UInt8]], maxBytes: Int) throws -> [UInt8] {
         if samples.isEmpty { throw RTKError.dictionary("no samples to train on") }
         if maxBytes < minDictionaryBytes || maxBytes > maxDictionaryBytes {

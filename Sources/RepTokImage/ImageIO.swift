@@ -17,7 +17,7 @@
 //    critical chunk, bad zlib data, missing IEND...) are errors.
 //  - Limits (`ImageLimits`) are checked from the header before pixel memory is allocated.
 import CJPEGShim
-import CPNG  // png16 link for the libpng calls in CJPEGShim (see Package.swift note)
+import CPNG  // the libpng header version (libraryVersions); CJPEGShim links its own libraries
 
 public enum ImageIO {
     /// Default JPEG quality for `encode`.
@@ -86,7 +86,7 @@ public enum ImageIO {
     /// libpng and libjpeg versions, e.g. "libpng 1.6.39, libjpeg API 62".
     public static var libraryVersions: String {
         let png = String(cString: rt_png_library_version())
-        // The CPNG module is what links png16; use it here too so the import is never unused.
+        // The libpng headers' version (the CPNG module's png.h).
         let header = PNG_LIBPNG_VER_STRING
         return "libpng \(png) (headers \(header)), libjpeg API \(rt_jpeg_library_version())"
     }

@@ -2,10 +2,10 @@ import RepTokTensor
 
 /// Multi-head self-attention with an output projection.
 ///
-/// Two checkpoint layouts: `.packed` (one `qkv` Linear [3D, D], rows q|k|v; used by the decoder)
-/// and `.separate` (Hugging Face ViT/DINOv2: `attention.query`, `attention.key`,
-/// `attention.value`, `output.dense`). Both compute into one packed [N, 3D] buffer, so the
-/// attention kernel is shared.
+/// Two checkpoint layouts: `.packed` (one `qkv` Linear [3D, D], rows q|k|v, and `proj`; used by
+/// the flow decoder) and `.huggingFace` (Hugging Face ViT/DINOv2: `attention.query`,
+/// `attention.key`, `attention.value`, `output.dense`; used by the encoder). Both compute into
+/// one packed [N, 3D] buffer, so the attention kernel is shared.
 public final class SelfAttention: Module {
     public enum Layout { case packed, huggingFace }
     public let dim: Int, heads: Int

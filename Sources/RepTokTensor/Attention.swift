@@ -85,7 +85,8 @@ public enum Attention {
         return dqkv
     }
 
-    /// Runs jobs on up to 2 workers ("slots"), each with its own scratch slot index < 8.
+    /// Runs jobs on min(Engine.threads, jobs, 8) workers, job j on worker j mod workers; the
+    /// worker index is the job's scratch slot (< 8, the scratch buffers' first dimension).
     /// Results do not depend on the split: each job writes only its own outputs.
     static func forEachHead(_ jobs: Int, _ body: (Int, Int) -> Void) {
         let workers = min(Engine.threads, jobs, 8)

@@ -3,8 +3,8 @@
  * function, catches errors with setjmp in that same function, and returns a status code plus a
  * one-line message. Nothing ever longjmps across a Swift frame, and nothing is printed.
  *
- * Links: -ljpeg (Package.swift linkerSettings) and -lpng16 (the CPNG module's `link "png16"`;
- * see the report / Package.swift note: CJPEGShim should also list .linkedLibrary("png16")).
+ * Links: -ljpeg and -lpng16, both in this target's linkerSettings in Package.swift (RepTokImage
+ * also imports the CPNG module, which links png16, for the libpng header version it reports).
  *
  * Pixels out are always RGB8 interleaved (width*height*3 bytes, rows top to bottom):
  *  - PNG: palette, grey and 1/2/4-bit depths are expanded; tRNS becomes alpha; alpha (8 or 16
