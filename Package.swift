@@ -1,6 +1,10 @@
 // swift-tools-version:5.9
 // reptok: a single-token generative image codec (RepTok) with its own small NN engine.
-// Layers: C shims -> RepTokTensor (kernels) -> RepTokNN (layers, optimizer) -> RepTokModels -> codec -> CLIs.
+// Layers (each target imports only targets below it, and declares every target it imports):
+//   C shims -> RepTokTensor (kernels) -> RepTokNN (layers, optimizer) -> RepTokModels
+//   -> RepTokEval / RepTokCodec -> RepTokCLI, RepTokTrain -> thin executables;
+//   RepTokSafeTensors (under RepTokModels), RepTokFormat and RepTokImage (under RepTokCodec) sit on
+//   the C shims; RepTokData (under RepTokCLI and RepTokTrain) on RepTokTensor.
 import PackageDescription
 
 let package = Package(
@@ -26,7 +30,8 @@ let package = Package(
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
-        // libjpeg reports errors by longjmp/exit: a small C wrapper turns them into return codes.
+        // libjpeg and libpng report errors by longjmp/exit: a small C wrapper runs each whole
+        // session and turns them into return codes.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Elementwise kernels, compiled for x86-64 baseline plus an AVX2/FMA clone chosen at run time.
         .target(name: "CRTKernels", linkerSettings: [.linkedLibrary("m")]),
@@ -34,26 +39,30 @@ let package = Package(
         // safetensors reader/writer (pure Swift + CRTKernels for 16-bit conversions).
         .target(name: "RepTokSafeTensors", dependencies: ["CRTKernels"]),
         .target(name: "RepTokTensor", dependencies: ["CBLASLoader", "CRTKernels"]),
-        .target(name: "RepTokNN", dependencies: ["RepTokTensor"]),
-        .target(name: "RepTokModels", dependencies: ["RepTokNN", "RepTokTensor", "RepTokSafeTensors"]),
+        .target(name: "RepTokNN", dependencies: ["CRTKernels", "RepTokTensor"]),
+        .target(name: "RepTokModels", dependencies: ["CRTKernels", "RepTokNN", "RepTokTensor", "RepTokSafeTensors"]),
 
-        // The .rtk container: records, varints, checksums, caps. No model code.
+        // The .rtk container: records, varints, checksums, caps, zstd payload helpers. No model code.
         .target(name: "RepTokFormat", dependencies: ["CZstd"]),
         // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
         .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
 
-        // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement.
+        // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement, and the
+        // realism figure (Frechet distance on a frozen SSL encoder's features).
         .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokImage", "RepTokModels", "RepTokSafeTensors", "RepTokTensor"]),
 
         // Training data: packed whole images, random-resized-crop views.
-        .target(name: "RepTokData", dependencies: ["RepTokTensor", "RepTokImage"]),
+        .target(name: "RepTokData", dependencies: ["RepTokTensor"]),
 
-        // The codec: quantizer, model registry, encode/decode of .rtk records.
-        .target(name: "RepTokCodec", dependencies: ["RepTokModels", "RepTokFormat", "RepTokImage"],
+        // The codec: quantizer and entropy coders, codec model files (the bundled ones in Models),
+        // encode/decode of .rtk records, generation of tokens.
+        .target(name: "RepTokCodec", dependencies: ["RepTokModels", "RepTokNN", "RepTokTensor", "RepTokSafeTensors",
+                                                   "RepTokFormat", "RepTokImage"],
                 resources: [.copy("Models")]),
 
+        // Engine speed: decoder forward, one training step, sgemm rate (compare: tools/bench.sh).
         .executableTarget(name: "rtbench", dependencies: [
-            "RepTokModels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "RepTokModels", "RepTokNN", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The command-line tools: thin executables over RepTokCLI, which holds the shared option
@@ -68,31 +77,35 @@ let package = Package(
         .executableTarget(name: "rteval", dependencies: ["RepTokCLI"]),
         .executableTarget(name: "rtgen", dependencies: ["RepTokCLI"]),
 
-        // The tokenizer trainer (training loop, checkpoints, export of codec model files, eval).
+        // Training: the tokenizer (loop, checkpoints, export of codec model files, eval), the SSL
+        // encoder (DINO) and the token generator.
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN", "RepTokEval",
-                                                   "RepTokTensor", "RepTokSafeTensors"]),
+                                                   "RepTokTensor", "RepTokSafeTensors", "RepTokFormat", "RepTokImage"]),
         .executableTarget(name: "rttrain", dependencies: [
-            "RepTokTrain", "RepTokFormat", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "RepTokTrain", "RepTokFormat", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        // Test helpers shared by the test targets (not in the library product).
+        // Test helpers shared by the test targets (not in the library product): the tests' draws
+        // from RepTokTensor's SplitMix64.
         .target(name: "RepTokTestSupport", dependencies: ["RepTokTensor"], path: "Tests/Support"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTensor", "RepTokTestSupport"]),
-        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "CJPEGShim", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokTensor",
                                                   "RepTokTestSupport"]),
-        // Runs the built rtenc/rtdec/rtinfo binaries end to end.
+        // Runs the built rtenc/rtdec/rtinfo/rteval/rtgen binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
             "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",
             "RepTokSafeTensors", "RepTokModels", "RepTokNN", "RepTokTensor",
         ]),
-        .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "RepTokNN", "RepTokTestSupport"]),
-        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokTestSupport"]),
+        .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "CRTKernels", "RepTokTestSupport"]),
+        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokCodec", "RepTokData", "RepTokImage", "RepTokModels",
+                                                   "RepTokNN", "RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokTensor"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokTestSupport"],
+        .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokNN", "RepTokSafeTensors", "RepTokTensor",
+                                                          "RepTokTestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )
