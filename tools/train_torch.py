@@ -73,7 +73,7 @@ def f32_json(x: float):
 # Sources/RepTokTrain/Views.swift)
 
 def mix64(a: int, b: int) -> int:
-    """splitmix64 finalizer of (a, b): `mix64` in Views.swift."""
+    """splitmix64 finalizer of (a, b): `SplitMix64.mix` in Sources/RepTokTensor/Random.swift."""
     z = (a + 0x9E3779B97F4A7C15 * ((b + 1) & MASK64)) & MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
