@@ -111,9 +111,6 @@ public struct Quantizer: Sendable, Equatable {
                   levelScale: levelScale, entropy: entropy, scale: scale, stepModes: m, levelLambda: m == nil ? nil : lambda)
     }
 
-    /// The number of step modes (1 without them: no mode symbol).
-    public var modeCount: Int { stepModes?.count ?? 1 }
-
     /// The number of leading coordinates a level codes.
     public func coded(level: Int) -> Int { levelCoefficients?[level - 1] ?? dim }
 

@@ -460,20 +460,19 @@ extension Exporter {
             log(String(format: "export: a %d-direction linear code flatters the pictures it was fitted on by %.2f dB (5-fold); the calibration's residuals are raised by that (%.2f dB mean PSNR)",
                        m, gap, meanPSNR(residual)))
         }
-        func measure(_ step: Float, k: Int, rdo: Float, factor: Float = 1) -> (bytes: Double, distortion: Double) {
+        // Mean whole-record bytes and minus the mean predicted PSNR (lower is better) of the
+        // training pictures under one level's settings, with step modes when given.
+        func measure(_ step: Float, k: Int, rdo: Float, factor: Float = 1, modes: [Float]? = nil,
+                     lambda: Float = 0) -> (bytes: Double, distortion: Double) {
             let q = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: k, count: 9),
                                rdo: [Float](repeating: rdo, count: 9), scaleFactors: [Float](repeating: factor, count: 9))
-            let tables = q.laplaceTables(level: 1)
+                .with(stepModes: modes, lambda: [Float](repeating: lambda, count: 9))
             var total = 0, dist = 0.0
             for (pi, (y, wh)) in zip(ys, dims).enumerated() {
-                let sym = q.quantize(y, level: 1)
-                var e2 = 0.0
-                for i in 0..<D { let e = Double(y[i]) - Double(sym[i]) * Double(step); e2 += e * e }
-                // minus the predicted PSNR (lower is better)
-                dist += -10 * log10(255 * 255 * Double(d) / max(residual[pi] + e2, 1e-9))
-                let payload = LaplaceCoder.encode(Array(sym[0..<k]), tables: tables)
+                let c = q.chooseMode(y, level: 1, residual: residual[pi])
+                dist += -10 * log10(255 * 255 * Double(d) / max(residual[pi] + c.error, 1e-9))
                 total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
-                                   steps: 1, name: nil, payload: payload).serializedCount
+                                   steps: 1, name: nil, payload: c.bytes).serializedCount
             }
             return (Double(total) / Double(ys.count), dist / Double(ys.count))
         }
@@ -522,17 +521,7 @@ extension Exporter {
         if o.stepModes >= 2 {
             let modes = (0..<o.stepModes).map { Float(exp2(Double($0 - o.stepModes / 2) / 4)) }
             func measureModes(_ step: Float, level li: Int, lambda: Float) -> (bytes: Double, distortion: Double) {
-                let mq = plain.with(levelSteps: [Float](repeating: step, count: 9), coefficients: [Int](repeating: counts[li], count: 9),
-                                    rdo: [Float](repeating: rdos[li], count: 9), scaleFactors: [Float](repeating: factors[li], count: 9))
-                    .with(stepModes: modes, lambda: [Float](repeating: lambda, count: 9))
-                var total = 0, dist = 0.0
-                for (pi, (y, wh)) in zip(ys, dims).enumerated() {
-                    let c = mq.chooseMode(y, level: 1, residual: residual[pi])
-                    dist += -10 * log10(255 * 255 * Double(d) / max(residual[pi] + c.error, 1e-9))
-                    total += RTKRecord(fingerprint: 0, width: wh.0, height: wh.1, level: 1, seed: 0, sampler: .euler,
-                                       steps: 1, name: nil, payload: c.bytes).serializedCount
-                }
-                return (Double(total) / Double(ys.count), dist / Double(ys.count))
+                measure(step, k: counts[li], rdo: rdos[li], factor: factors[li], modes: modes, lambda: lambda)
             }
             // every level codes the mode symbol once modes are on, so they are on for all levels
             // or none: kept when the predicted mean PSNR summed over the levels gains
