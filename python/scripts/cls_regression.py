@@ -4,21 +4,23 @@ regression of the 8x8 RGB thumbnail from [CLS] (all encoder weights + a linear h
 32 whole-picture 128 px views with flips), validation PSNR of the bilinearly upsampled prediction
 every 100 steps. An upper bound on how fast the tokenizer can put layout into its one token.
 
-    .build-results/venv/bin/python tools/cls_regression.py ssl|random LR STEPS [ENCODER]
+    .build-results/venv/bin/python python/scripts/cls_regression.py ssl|random LR STEPS [ENCODER]
       ssl: start from ENCODER (default: the shipped ssl-encoder.safetensors); random: a fresh
-      encoder of its shape (train_torch's init, seed 12345). One thread; ~1 s per step here.
+      encoder of its shape (reptok.model.init_encoder, seed 12345). One thread; ~1 s per step here.
 """
 import os
 import sys, json, numpy as np, torch, time
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import reptok_torch as R, train_torch as T
+from reptok import model as R
+from reptok.model import init_encoder, load_encoder_file
+from reptok.resample import model_view
+from reptok.rtds import RTDSPack
 from PIL import Image
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 torch.set_num_threads(1); torch.manual_seed(0)
 S = 128
 def views(path):
-    ds = T.RTDSPack(path)
-    return np.stack([T.model_view(ds.pixels(i), S) for i in range(len(ds._w))])
+    ds = RTDSPack(path)
+    return np.stack([model_view(ds.pixels(i), S) for i in range(len(ds._w))])
 tr, va = views(os.path.join(ROOT, "data/train.rtds")), views(os.path.join(ROOT, "data/val.rtds"))
 def th(imgs, k=8):
     return np.stack([np.asarray(Image.fromarray(im).resize((k, k), Image.BOX)) for im in imgs]).astype(np.float32) / 255.0
@@ -26,8 +28,8 @@ ttr, tva = torch.from_numpy(th(tr)).permute(0, 3, 1, 2), torch.from_numpy(th(va)
 path = sys.argv[4] if len(sys.argv) > 4 else os.path.join(ROOT, "Sources/RepTokCodec/Models/ssl-encoder.safetensors")
 tensors, meta = R.load_state_dict_file(path)
 cfg = json.loads(meta[R.CONFIG_KEY])["encoder"]
-enc = T.load_encoder_file(path, S)
-if sys.argv[1] == "random": T.init_encoder(enc, 12345)
+enc = load_encoder_file(path, S)
+if sys.argv[1] == "random": init_encoder(enc, 12345)
 mean = torch.tensor(cfg["image_mean"]).view(1, 3, 1, 1); std = torch.tensor(cfg["image_std"]).view(1, 3, 1, 1)
 xtr = (torch.from_numpy(tr).permute(0, 3, 1, 2).float() / 255 - mean) / std
 xva = (torch.from_numpy(va).permute(0, 3, 1, 2).float() / 255 - mean) / std

@@ -3,8 +3,8 @@
 
 Run from the repository root (Python 3.11; numpy, Pillow, scikit-image, torch, pytorch-msssim):
 
-    python3 tools/compare_classical.py --json runs/classical.json            # corpus/*.png
-    python3 tools/compare_classical.py img1.png img2.png --json out.json     # other images
+    python3 python/scripts/compare_classical.py --json runs/classical.json            # corpus/*.png
+    python3 python/scripts/compare_classical.py img1.png img2.png --json out.json     # other images
 
 Use validation images only (corpus/ is validation data, never training data).
 

@@ -3,12 +3,12 @@
 tool: the working tree plus carried paths must stay under 64 MiB, and that machine cannot reach
 the network to rebuild the set itself).
 
-    python3 tools/device_pack.py [--data data/] [--out device-data/] [--short-side 256] [--quality 92]
+    python3 python/scripts/device_pack.py [--data data/] [--out device-data/] [--short-side 256] [--quality 92]
 
-Reads data/train.rtds and data/val.rtds (tools/build_dataset.py) and writes them as ImageFolder
+Reads data/train.rtds and data/val.rtds (reptok.build_dataset) and writes them as ImageFolder
 trees of JPEGs, OUT/train/CLASS/NNNNN.jpg and OUT/val/CLASS/NNNNN.jpg (the class names of the
 packs), each picture shrunk (area filter) so that its short side is at most --short-side. The
-split stays the packs' split. tools/train_torch.py reads such folders (--data OUT/train --val
+split stays the packs' split. reptok.train reads such folders (--data OUT/train --val
 OUT/val); tools/device_train.sh runs it there. The JPEG copies only feed training and the
 exporter's own estimates: every number reported is measured afterwards here, by `rttrain eval`
 on data/val.rtds. Exits non-zero when the result is over --max-mb (default 36 MB).
@@ -16,18 +16,11 @@ on data/val.rtds. Exits non-zero when the result is over --max-mb (default 36 MB
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import sys
 
-
-def load_train_torch():
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("train_torch", os.path.join(here, "train_torch.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from reptok.rtds import DataError, RTDSPack
 
 
 def main(argv=None) -> int:
@@ -46,16 +39,15 @@ def main(argv=None) -> int:
     except ImportError:
         print("device_pack: needs Pillow (pip install Pillow)", file=sys.stderr)
         return 2
-    tt = load_train_torch()
     tmp = a.out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     total = 0
     for split in ("train", "val"):
         path = os.path.join(a.data, split + ".rtds")
         try:
-            ds = tt.RTDSPack(path)
-        except tt.DataError as e:
-            print(f"device_pack: {e} (build it: python3 tools/build_dataset.py --out {a.data})", file=sys.stderr)
+            ds = RTDSPack(path)
+        except DataError as e:
+            print(f"device_pack: {e} (build it: reptok-build-dataset --out {a.data})", file=sys.stderr)
             return 1
         n = 0
         for i in range(ds.count):

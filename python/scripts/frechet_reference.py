@@ -4,7 +4,7 @@ RepTokEval's `Frechet`, computed the way pytorch-fid's `calculate_frechet_distan
 real part), on small deterministic feature sets.
 
 Run from the repository root (numpy and scipy):
-    python3 tools/frechet_reference.py
+    python3 python/scripts/frechet_reference.py
 
 Cases: different means and covariances, nearly equal distributions (small distance), and a
 rank-deficient one (fewer samples than dimensions: singular covariances). Features are rounded
@@ -56,7 +56,7 @@ def main():
         cases.append({"name": name, "n": n, "dim": d, "a": a.ravel().tolist(), "b": b.ravel().tolist(),
                       "frechet": frechet(mu1, s1, mu2, s2),
                       "trace_a": float(np.trace(s1)), "trace_b": float(np.trace(s2))})
-    out = {"generator": "tools/frechet_reference.py", "numpy": np.__version__, "scipy": scipy.__version__,
+    out = {"generator": "python/scripts/frechet_reference.py", "numpy": np.__version__, "scipy": scipy.__version__,
            "cases": cases}
     path = Path("Tests/EvalTests/Fixtures/frechet_reference.json")
     path.write_text(json.dumps(out, separators=(",", ":")) + "\n")

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Pick 6 small test pictures from the VALIDATION split into corpus/, with their provenance.
 
-Run after tools/build_dataset.py (it reads <data>/val.json and <data>/val.rtds; installs nothing):
+Run after reptok.build_dataset (it reads <data>/val.json and <data>/val.rtds; installs nothing):
 
-    python3 tools/make_corpus.py                # data/ -> corpus/
-    python3 tools/make_corpus.py --data data/ --out corpus/
+    python3 python/scripts/make_corpus.py                # data/ -> corpus/
+    python3 python/scripts/make_corpus.py --data data/ --out corpus/
 
 Slots (one picture each, varied on purpose): nature, face, street, animal, object/indoor, video
 frame. Within a slot the pick is the first by a seeded hash of the picture's key among the
@@ -26,7 +26,7 @@ import struct
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SLOTS = [
     # (slot name, predicate over a val.json record)
@@ -85,13 +85,13 @@ def main():
     try:
         from PIL import Image
     except ImportError:
-        raise SystemExit("Pillow is missing: run tools/build_dataset.py first (it installs it)")
+        raise SystemExit("Pillow is missing: run reptok.build_dataset first (it installs it)")
 
     meta = json.loads((data / "val.json").read_text())
     names, entries, blob = read_rtds(data / "val.rtds")
     recs = meta["images"]
     if len(recs) != len(entries) or names != meta["classes"]:
-        raise SystemExit("val.json and val.rtds disagree: rebuild with tools/build_dataset.py")
+        raise SystemExit("val.json and val.rtds disagree: rebuild with reptok.build_dataset")
 
     def key(r):
         return r["path"] + (f"#{r['frame']}" if r["frame"] is not None else "")
@@ -151,8 +151,8 @@ def main():
                 steps.append("turned upright (EXIF / album metadata)")
             if r["flags"] & 2:
                 steps.append("grey replicated to RGB")
-            steps.append(f"RGB8, Lanczos to {w}x{h} (tools/build_dataset.py, short side <= 512)"
-                         if r["flags"] & 16 else f"RGB8 at {w}x{h} (tools/build_dataset.py)")
+            steps.append(f"RGB8, Lanczos to {w}x{h} (reptok.build_dataset, short side <= 512)"
+                         if r["flags"] & 16 else f"RGB8 at {w}x{h} (reptok.build_dataset)")
             if (tw, th) != (w, h):
                 steps.append(f"Lanczos to {tw}x{th}")
             steps.append("PNG")
@@ -165,8 +165,8 @@ def main():
     lines = [
         "# corpus/: small test pictures and where they come from",
         "",
-        "Written by `python3 tools/make_corpus.py` from the VALIDATION split of the training set",
-        "(`python3 tools/build_dataset.py --out data/`; see docs/DATASET.md), so none of them is a",
+        "Written by `python3 python/scripts/make_corpus.py` from the VALIDATION split of the training set",
+        "(`python3 -m reptok.build_dataset --out data/`; see docs/DATASET.md), so none of them is a",
         "training picture. The pick is reproducible (seeded by `--seed`, default 7); rebuilding the",
         "dataset with the same inputs gives the same files. Licences are those of the source packages",
         "(for gcompris pictures, the per-picture credit from the README inside the .rcc resource).",

@@ -1,28 +1,31 @@
 """Write the conformance fixtures of Tests/RepTokModelsTests/Fixtures (see README.md there).
 
-Run from the repository root:  python3 tools/make_fixtures.py
+Run from the repository root:  python3 python/scripts/make_fixtures.py [--out DIR]
+(needs `pip install -e python[train]`; --out writes elsewhere, e.g. to compare with `cmp`).
 Deterministic (fixed seeds, one thread). All references are computed in float64 from the
 float32-rounded weights and inputs that the files store, then stored as float32.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reptok_torch as R  # noqa: E402
+from reptok import model as R
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_DIR = os.path.join(ROOT, "Tests", "RepTokModelsTests", "Fixtures")
+# written into every file's metadata: the script's name when the fixtures were made (it moved to
+# python/scripts/ since; the files stay byte-identical)
+GENERATOR = "tools/make_fixtures.py"
 
 ENC_CFG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=4, patch_size=4,
                image_size=16, num_channels=3, layer_norm_eps=1e-6, layerscale_value=1.0, qkv_bias=True,
@@ -77,7 +80,7 @@ def rel(a, b) -> float:
 def meta(fixture: str, encoder=None, decoder=None, **extra) -> dict:
     m = R.reptok_metadata(encoder, decoder)
     m["fixture"] = fixture
-    m["generator"] = "tools/make_fixtures.py"
+    m["generator"] = GENERATOR
     m.update(VERSIONS)
     m.update({k: str(v) for k, v in extra.items()})
     return m
@@ -186,7 +189,7 @@ def train_step_fixture(fname: str, seed: int):
     noise = randn(g, B, 3, 16, 16)
     tt = torch.tensor([0.25, 0.7], dtype=torch.float32)
     lam = torch.tensor([2.0], dtype=torch.float32)
-    model.set_tune("cls")
+    model.set_trainable("cls")   # requires_grad only: the frozen [CLS] set above stays
     loss, flow, cosl, z = model.training_loss(px.double(), x.double(), tt.double(), noise.double(),
                                               lam.double()[0], tune="cls", return_z=True)
     loss.backward()
@@ -245,7 +248,7 @@ def hf_fixture(fname: str, regs: int, seed: int):
             t["in.pixels" + s] = px
             t["out.pooler" + s] = o.pooler_output
             t["out.hidden" + s] = o.last_hidden_state
-            # validate tools/reptok_torch.py against transformers (fp32 and fp64)
+            # validate reptok.model against transformers (fp32 and fp64)
             model32 = model.float()
             o32 = model32(pixel_values=px)
             tok32, hid32 = ours(px)
@@ -330,7 +333,11 @@ def check_train_file(name):
             print(f"  {name}: fp32 vs reference: loss {e[0]:.2e} flow {e[1]:.2e} cos {e[2]:.2e} worst grad {e[3]:.2e}")
 
 
-def main():
+def main(argv=None):
+    global OUT_DIR
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=OUT_DIR, help="output folder (default Tests/RepTokModelsTests/Fixtures)")
+    OUT_DIR = ap.parse_args(argv).out
     os.makedirs(OUT_DIR, exist_ok=True)
     encoder_fixture("encoder.safetensors", regs=0, seed=1001)
     encoder_fixture("encoder_registers.safetensors", regs=2, seed=1002)

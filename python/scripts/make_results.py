@@ -7,9 +7,9 @@ One command on a fresh machine (installs the packages, builds, measures, plots, 
     tools/results.sh                      # = this script inside .build-results/venv
 
 Directly, with the Python packages present (numpy, Pillow, scikit-image, torch, pytorch-msssim,
-matplotlib) and the Debian codec tools installed or installable:
+matplotlib, and this package: pip install -e python) and the Debian codec tools installed or installable:
 
-    python3 tools/make_results.py [--images corpus/*.png] [--model FILE] [--skip-bench]
+    python3 python/scripts/make_results.py [--images corpus/*.png] [--model FILE] [--skip-bench]
                                   [--bench-rounds 1] [--out docs/RESULTS.md]
 
 What it runs (every number on the page comes from these runs, on this machine):
@@ -19,12 +19,12 @@ What it runs (every number on the page comes from these runs, on this machine):
   3. rteval --json at the default level for --steps 1, 2, 4, 8, 16 (time and quality per steps).
   4. Batch throughput: rtenc -r / rtdec -r over 8 copies of the images with -j 1 and -j 2, three
      runs each (median wall time), peak resident memory of the process (wait4 ru_maxrss).
-  5. tools/compare_classical.py (the four codecs over their quality range and at our byte
+  5. python/scripts/compare_classical.py (the four codecs over their quality range and at our byte
      budgets via 16-48 px downscales; PSNR/SSIM from scikit-image, MS-SSIM from pytorch-msssim).
   6. The crops grid at matched bytes, and butteraugli / ssimulacra (libjxl-devtools) of every
      picture in it when those tools exist.
   7. rtgen at guidance 1, 1.5 and 3 (200 samples each) and the SSL-feature Frechet distance of
-     each set to the validation pictures (data/val.rtds, built by tools/build_dataset.py when
+     each set to the validation pictures (data/val.rtds, built by reptok.build_dataset when
      missing), the training pictures' own distance for scale, and a grid of samples per class.
   8. tools/bench.sh (the engine against PyTorch, same weights and threads) unless --skip-bench.
 Validation pictures only: corpus/ comes from the validation split (corpus/SOURCES.md).
@@ -44,13 +44,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import compare_classical as cc   # python/scripts/, the directory of this script
 
-import compare_classical as cc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 STEPS = [1, 2, 4, 8, 16]
 COPIES = 8
@@ -313,7 +312,7 @@ def generation(bins, model_args, g_args, fe, figdir):
     validation pictures (and the training pictures' distance, real against real), and a grid
     of samples per class."""
     if not Path("data/val.rtds").exists():
-        sh([sys.executable, "tools/build_dataset.py", "--out", "data/"])
+        sh([sys.executable, "-m", "reptok.build_dataset", "--out", "data/"])
     classes = sh([bins / "rtgen", *g_args, "--list-classes"]).split("\n")
     classes = [c for c in classes if c]
     rows = []
@@ -366,7 +365,7 @@ def write_page(out, ctx):
              "machine with Swift: it installs the packages, builds, measures and writes):")
     L.append("")
     L.append("```sh")
-    L.append("tools/results.sh            # = python3 tools/make_results.py inside .build-results/venv")
+    L.append("tools/results.sh            # = python3 python/scripts/make_results.py inside .build-results/venv")
     L.append("```")
     L.append("")
     L.append(f"Measured {ctx['date']} on {ctx['cpu']}, {os.cpu_count()} cores; wall "
@@ -412,7 +411,7 @@ def write_page(out, ctx):
                  f"other views): {fl['frechet']:.3f} [{fl['low']:.3f}, {fl['high']:.3f}]. Not FID: other features, "
                  "comparable only with the same encoder (rteval(1)).")
     L.append("")
-    L.append("### Classical codecs at reptok's budgets (`tools/compare_classical.py`)")
+    L.append("### Classical codecs at reptok's budgets (`python/scripts/compare_classical.py`)")
     L.append("")
     L.append("| codec | <= 64 B | <= 128 B | <= 256 B | <= 512 B | smallest file (any) | smallest at full size |")
     L.append("| --- | --- | --- | --- | --- | --- | --- |")

@@ -2,8 +2,8 @@
 for RepTokEval's `Metrics`, from the reference implementations.
 
 Run from the repository root:
-    pip install scikit-image pytorch-msssim      # torch and numpy as in tools/requirements.txt
-    python3 tools/metrics_reference.py
+    pip install -e 'python[train,reference]'     # torch and numpy pinned as for the fixtures
+    python3 python/scripts/metrics_reference.py
 
 What it does:
   - builds small deterministic RGB8 test pairs with numpy only (a synthetic "photo" with smooth
@@ -60,7 +60,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 torch.set_num_threads(1)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Tests", "EvalTests", "Fixtures", "metrics_reference.json")
 
 WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
@@ -310,7 +310,7 @@ def main() -> None:
         print(f"{name:24s} {e['width']}x{e['height']}  psnr {e['psnr']:.4f}  ssim {e['ssim']:.6f}  "
               f"ms-ssim {e['msssim']:.6f} ({e['msssim_scales']} scales; float32 {e['msssim_float32']:.6f})")
     doc = {
-        "description": "Reference PSNR/SSIM/MS-SSIM for RepTokEval.Metrics; written by tools/metrics_reference.py "
+        "description": "Reference PSNR/SSIM/MS-SSIM for RepTokEval.Metrics; written by python/scripts/metrics_reference.py "
                        "(see its docstring for the exact calls). Images: base64 PNG, 8-bit RGB. "
                        "'inf' stands for +infinity.",
         "versions": {

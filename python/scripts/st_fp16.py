@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copy a safetensors file with its F32 tensors stored as F16 (metadata and other dtypes kept).
 
-    python3 tools/st_fp16.py IN.safetensors OUT.safetensors
+    python3 python/scripts/st_fp16.py IN.safetensors OUT.safetensors
 
 Used for shipped weights (rttrain ssl --export writes F32): the engine computes in F32 and
 reads F16 files directly. numpy only; the safetensors layout (8-byte little-endian header

@@ -4,22 +4,24 @@
 Ridge regression from tokens (the codec view, 128 px, through the file's encoder and adapter) to
 k x k RGB thumbnails, fit on the training pictures, scored on the validation pictures: PSNR of
 the bicubic-upsampled prediction against the 128 px view (best of a few ridge weights), beside the
-true thumbnails. Needs the reference venv (tools/results.sh makes one: torch, Pillow, numpy).
+true thumbnails. Needs the reference venv (tools/results.sh makes one: torch, Pillow, numpy, reptok).
 
-    .build-results/venv/bin/python tools/token_probe.py MODEL.safetensors [MODEL2 ...]
-    .build-results/venv/bin/python tools/token_probe.py --random MODEL.safetensors   # a fresh encoder
-                                                     # of MODEL's shape (train_torch's init, seed 12345)
+    .build-results/venv/bin/python python/scripts/token_probe.py MODEL.safetensors [MODEL2 ...]
+    .build-results/venv/bin/python python/scripts/token_probe.py --random MODEL.safetensors   # a fresh encoder
+                                                     # of MODEL's shape (reptok.model.init_encoder, seed 12345)
 """
 import json, os, sys
 import numpy as np, torch
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_torch as T, reptok_torch as R
+from reptok import model as R
+from reptok.model import init_encoder, load_encoder_file
+from reptok.resample import model_view
+from reptok.rtds import RTDSPack
 from PIL import Image
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 torch.set_num_threads(1)
 def views(path, S):
-    ds = T.RTDSPack(path)
-    return np.stack([T.model_view(ds.pixels(i), S) for i in range(len(ds._w))])
+    ds = RTDSPack(path)
+    return np.stack([model_view(ds.pixels(i), S) for i in range(len(ds._w))])
 S = 128
 tr, va = views(os.path.join(ROOT, "data/train.rtds"), S), views(os.path.join(ROOT, "data/val.rtds"), S)
 RANDOM = "--random" in sys.argv
@@ -28,10 +30,10 @@ if RANDOM:
 def tokens(model_path, imgs, adapter=True):
     tensors, meta = R.load_state_dict_file(model_path)
     cfg = json.loads(meta[R.CONFIG_KEY])
-    enc = T.load_encoder_file(model_path, S).eval()
+    enc = load_encoder_file(model_path, S).eval()
     if RANDOM:
         enc = R.Dinov2Encoder(enc.config).eval()
-        T.init_encoder(enc, 12345)
+        init_encoder(enc, 12345)
         adapter = False
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
     mean = torch.tensor(cfg["encoder"]["image_mean"]).view(1, 3, 1, 1); std = torch.tensor(cfg["encoder"]["image_std"]).view(1, 3, 1, 1)

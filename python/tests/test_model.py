@@ -1,4 +1,4 @@
-"""Self-checks of tools/reptok_torch.py (run: `python3 tools/test_reptok_torch.py`, or pytest).
+"""Checks of the reference model reptok.model (run: `pytest python/tests/test_model.py`).
 
 - Dinov2Encoder == transformers' Dinov2Model / Dinov2WithRegistersModel (several resolutions);
 - position-embedding resize == an independent NumPy implementation of the rule written in
@@ -14,15 +14,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import tempfile
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reptok_torch as R  # noqa: E402
+from reptok import model as R
 
 torch.set_num_threads(1)
 
@@ -386,7 +384,7 @@ def test_gradcheck_training_loss():
     px, x, n = (torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
     t = torch.tensor([0.03, 0.6], dtype=torch.float64)
     lam = torch.tensor(0.7, dtype=torch.float64)
-    m.set_tune("cls")
+    m.set_trainable("cls")    # requires_grad only: the frozen token set above stays
     tr = m.trainable_named_parameters()
     names = [k for k, _ in tr]
     assert names[0] == "encoder.embeddings.cls_token" and all(
@@ -433,12 +431,3 @@ def test_save_load_roundtrip():
         x = torch.randn(1, 3, 16, 16)
         with torch.no_grad():
             assert torch.equal(e(x)[0], m.encoder(x)[0])
-
-
-if __name__ == "__main__":
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-    if len(sys.argv) > 1:
-        tests = [t for t in tests if any(a in t.__name__ for a in sys.argv[1:])]
-    for fn in tests:
-        fn()
-        print("ok", fn.__name__)
