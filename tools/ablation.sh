@@ -26,7 +26,7 @@ OUT=${OUT:-docs/model/ablation.md}
 B=.build/release
 say() { echo "ablation: $*" >&2; }
 
-[ -f data/train.rtds ] && [ -f data/val.rtds ] || python3 tools/build_dataset.py --out data/
+[ -f data/train.rtds ] && [ -f data/val.rtds ] || PYTHONPATH=python python3 -m reptok.build_dataset --out data/
 swift build -c release --product rttrain >&2
 swift build -c release --product rtgen >&2
 swift build -c release --product rteval >&2

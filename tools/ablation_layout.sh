@@ -31,7 +31,7 @@ OUT=${OUT:-docs/model/ablation_layout.md}
 B=.build/release
 say() { echo "ablation_layout: $*" >&2; }
 
-[ -f data/train.rtds ] && [ -f data/val.rtds ] || python3 tools/build_dataset.py --out data/
+[ -f data/train.rtds ] && [ -f data/val.rtds ] || PYTHONPATH=python python3 -m reptok.build_dataset --out data/
 for p in rttrain rtgen rteval; do swift build -c release --product "$p" >&2; done
 mkdir -p "$RUNS"
 

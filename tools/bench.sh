@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Engine benchmark, side by side with PyTorch CPU on the same machine, threads and weights.
-#   tools/bench.sh [threads]        (needs: pip install torch==2.13.0+cpu safetensors numpy)
-# Builds rtbench (release), runs it (it saves its decoder weights), runs tools/bench_torch.py on
+#   tools/bench.sh [threads]        (needs torch: tools/install-python.sh, or pip install -e 'python[train]')
+# Builds rtbench (release), runs it (it saves its decoder weights), runs python/scripts/bench_torch.py on
 # those weights with PyTorch's fused attention (sdpa) and with the eager reference, and prints
 # the table with the speed ratios (PyTorch time / reptok time: > 1 means reptok is faster).
 # The machines here are noisy VMs (the same command varies by +-30%), so the three programs run
 # in ROUNDS alternating rounds (default 3) and each row takes its fastest median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"   # the package, from this checkout
 threads="${1:-2}"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 rounds="${ROUNDS:-3}"
@@ -15,8 +16,8 @@ swift build -c release --product rtbench >/dev/null
 .build/release/rtbench --threads "$threads" --runs 1 --json --save-weights "$tmp/w.safetensors" > /dev/null
 for r in $(seq "$rounds"); do
   .build/release/rtbench --threads "$threads" --json > "$tmp/swift.$r.json"
-  python3 tools/bench_torch.py "$tmp/w.safetensors" --threads "$threads" --attention sdpa > "$tmp/sdpa.$r.json"
-  python3 tools/bench_torch.py "$tmp/w.safetensors" --threads "$threads" --attention eager > "$tmp/eager.$r.json"
+  python3 python/scripts/bench_torch.py "$tmp/w.safetensors" --threads "$threads" --attention sdpa > "$tmp/sdpa.$r.json"
+  python3 python/scripts/bench_torch.py "$tmp/w.safetensors" --threads "$threads" --attention eager > "$tmp/eager.$r.json"
 done
 python3 - "$tmp" "$rounds" <<'PY'
 import json, sys

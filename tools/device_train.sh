@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One tokenizer training run on a lent GPU machine (the workplace's `device` tool), in one call:
-# the 128 px recipe of docs/MODEL.md, by tools/train_torch.py, exported to a model file that
+# the 128 px recipe of docs/MODEL.md, by the package's trainer (python -m reptok.train, from the
+# checkout through PYTHONPATH=python: nothing to pip install there), exported to a model file that
 # rtenc/rtdec load. That machine has PyTorch and CUDA but no Swift and no network, so the
-# training set travels as small JPEG folders (tools/device_pack.py) and the run writes only what
+# training set travels as small JPEG folders (python/scripts/device_pack.py) and the run writes only what
 # comes back: OUT/model.safetensors (the export), OUT/metrics.jsonl, OUT/train.log.
 #
 # Here, first (once per checkout):
-#   python3 tools/device_pack.py                 # data/*.rtds -> device-data/ (about 15 MB)
+#   PYTHONPATH=python python3 python/scripts/device_pack.py   # data/*.rtds -> device-data/ (about 15 MB)
 #   # the export needs zstd: the system libzstd, or this wheel where the machine lacks it (5.5 MB)
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .whl zstandard==0.25.0
@@ -23,7 +24,7 @@
 #
 # Settings (environment): MINUTES (training wall time, default 7: the machine's start and the
 # export fit in the 10-minute call), BATCH (global batch, 256), LR (6e-4), WORKERS (view-rendering
-# processes, 14 of the 16 cores), TUNE (all), DEVICE (cuda), EXTRA (more train_torch.py flags).
+# processes, 14 of the 16 cores), TUNE (all), DEVICE (cuda), EXTRA (more reptok.train flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?OUT must name the folder for the results (the device tool sets it)}
@@ -36,17 +37,18 @@ TUNE=${TUNE:-all}
 DEVICE=${DEVICE:-cuda}
 RUN=${RUN:-/tmp/reptok-device-run}
 export PYTHONUNBUFFERED=1
-[ -d "$DATA/train" ] && [ -d "$DATA/val" ] || { echo "device_train: $DATA/train and $DATA/val missing (python3 tools/device_pack.py, then carry $DATA)" >&2; exit 1; }
+[ -d "$DATA/train" ] && [ -d "$DATA/val" ] || { echo "device_train: $DATA/train and $DATA/val missing (PYTHONPATH=python python3 python/scripts/device_pack.py, then carry $DATA)" >&2; exit 1; }
 # wheels carried in .whl/ (e.g. zstandard where the machine has no libzstd), as the device notes say
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"   # the package, from this checkout
 mkdir -p "$OUT"
 { date -u; nvidia-smi -L 2>/dev/null || true; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | tee "$OUT/train.log"
 rm -rf "$RUN"
 set +e
-python3 tools/train_torch.py --data "$DATA/train" --val "$DATA/val" --out "$RUN" --device "$DEVICE" \
+python3 -m reptok.train --data "$DATA/train" --val "$DATA/val" --out "$RUN" --device "$DEVICE" \
   --encoder Sources/RepTokCodec/Models/ssl-encoder.safetensors --tune "$TUNE" --lambda 0.1 \
   --image-size 128 --patch 16 --width 256 --depth 6 --heads 4 --skip-size 8 \
   --batch "$BATCH" --lr "$LR" --warmup 300 --minutes "$MINUTES" --ema 0.999 \

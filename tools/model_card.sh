@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The measured parts of docs/MODEL.md (files under docs/model/), from the COMMITTED default
-# model, generator and SSL encoder on the validation split (tools/build_dataset.py, built if
+# model, generator and SSL encoder on the validation split (reptok.build_dataset, built if
 # missing). Every output is deterministic (seeded, thread-count invariant).
 #
 #   tools/model_card.sh            # rewrite docs/model/{eval.md,grid.png,samples*.png,generation.md,fd_*.json}
@@ -18,7 +18,7 @@ B=.build/release
 SAMPLES=${SAMPLES:-200}
 say() { echo "model_card: $*" >&2; }
 
-[ -f data/train.rtds ] && [ -f data/val.rtds ] || python3 tools/build_dataset.py --out data/
+[ -f data/train.rtds ] && [ -f data/val.rtds ] || PYTHONPATH=python python3 -m reptok.build_dataset --out data/
 for p in rttrain rtgen rteval; do swift build -c release --product "$p" >&2; done
 DEST=docs/model
 W=$DEST

@@ -2,7 +2,8 @@
 # docs/RESULTS.md and docs/results/*.png from ONE command on a fresh Debian machine with Swift:
 # installs the system packages (reptok's, the four classical codecs, libjxl-devtools for
 # butteraugli/ssimulacra), a Python venv in .build-results/venv (git-ignored) with pinned
-# packages, then runs tools/make_results.py (arguments are passed on, e.g. --skip-bench).
+# packages and this checkout's package (pip install -e python), then runs
+# python/scripts/make_results.py (arguments are passed on, e.g. --skip-bench).
 # About 15-25 minutes on 2 cores, most of it the classical codecs' sweep and the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]/libjxl-devtools/}" >/dev/null
 fi
 venv=.build-results/venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, skimage, pytorch_msssim, matplotlib' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, skimage, pytorch_msssim, matplotlib, reptok.model' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q torch==2.13.0+cpu scikit-image==0.26.0 pytorch-msssim==1.0.0 matplotlib \
     pillow numpy safetensors
+  "$venv/bin/pip" install -q -e python
 fi
-PATH="$PWD/$venv/bin:$PATH" exec python tools/make_results.py "$@"
+PATH="$PWD/$venv/bin:$PATH" exec python python/scripts/make_results.py "$@"

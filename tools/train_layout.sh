@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/layout128}
 MINUTES=${MINUTES:-120}
 B=.build/release
-[ -f data/train.rtds ] && [ -f data/val.rtds ] || python3 tools/build_dataset.py --out data/
+[ -f data/train.rtds ] && [ -f data/val.rtds ] || PYTHONPATH=python python3 -m reptok.build_dataset --out data/
 swift build -c release --product rttrain >&2
 if [ -f "$RUN/checkpoint.safetensors" ]; then
   "$B/rttrain" tokenizer --data data/train.rtds --out "$RUN" --resume --no-export

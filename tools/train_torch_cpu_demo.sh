@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# CPU demo of the PyTorch trainer (tools/train_torch.py, docs/TRAINING_TORCH.md):
+# CPU demo of the PyTorch trainer (reptok.train of the package in python/, docs/TRAINING_TORCH.md):
 #
 #   1. torchrun --nproc_per_node 2 (gloo, CPU): a TINY tokenizer (32 px, patch 8, widths 64) on
 #      data/train.rtds, interrupted after STEPS/2 steps (--stop-after) and resumed to STEPS steps,
 #      then exported (rank 0) to $OUT/model.safetensors;
 #   2. the same run without the interruption: its checkpoint must be bit-identical (resume check);
 #   3. the Swift CLIs: rtenc -m MODEL encodes corpus/*.png, rtinfo must list the model's
-#      fingerprint (computed independently by train_torch.py --fingerprint) on every record,
+#      fingerprint (computed independently by reptok-train --fingerprint) on every record,
 #      rtdec -m MODEL decodes them, and every PNG must exist with its original size;
 #   4. if rttrain is built: `rttrain eval` of the file (PSNR and record bytes must agree with the
 #      Python exporter's numbers) and `rttrain export` of the torch CHECKPOINT (the Swift exporter
@@ -16,7 +16,8 @@
 # quantize every token to zeros, and the records would carry nothing.
 #
 # Usage: tools/train_torch_cpu_demo.sh        (OUT=/tmp/reptok_torch_demo STEPS=20 NPROC=2)
-# Exits non-zero on any failure. Uses one torch thread per process.
+# Exits non-zero on any failure. Uses one torch thread per process. Runs this checkout's package
+# (PYTHONPATH=python: no pip install needed; `pip install -e python[train]` has the same effect).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/reptok_torch_demo}
@@ -28,14 +29,15 @@ T0=$(date +%s)
 fail() { echo "demo: FAILED: $*" >&2; exit 1; }
 say() { echo "demo: $*" >&2; }
 
-python3 -c "import torch, numpy, safetensors, zstandard" 2>/dev/null \
-    || fail "needs torch, numpy, safetensors and zstandard (pip install torch numpy safetensors zstandard)"
+export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c "import torch, numpy, safetensors, zstandard, reptok.train" 2>/dev/null \
+    || fail "needs torch, numpy, safetensors and zstandard (pip install -e 'python[train]')"
 if command -v torchrun >/dev/null; then TORCHRUN=(torchrun); else TORCHRUN=(python3 -m torch.distributed.run); fi
 
 # data (data/ is git-ignored; build it only if missing)
 if [ ! -f data/train.rtds ] || [ ! -f data/val.rtds ]; then
-    say "data/train.rtds missing: building it (python3 tools/build_dataset.py --out data/)"
-    python3 tools/build_dataset.py --out data/
+    say "data/train.rtds missing: building it (python3 -m reptok.build_dataset --out data/)"
+    python3 -m reptok.build_dataset --out data/
 fi
 
 # the Swift CLIs (built only if missing)
@@ -55,7 +57,7 @@ TINY=(--data data/train.rtds --val data/val.rtds --tune all
       --enc-width 64 --enc-depth 2 --enc-heads 2 --enc-patch 8
       --batch 8 --steps "$STEPS" --warmup 5 --lr 1e-3 --ema 0.99 --token-noise 0.1 --t-one 0.2
       --seed 0 --log-every 5 --threads 1 --workers 0)
-RUN=("${TORCHRUN[@]}" --standalone --nnodes 1 --nproc_per_node "$NPROC" tools/train_torch.py)
+RUN=("${TORCHRUN[@]}" --standalone --nnodes 1 --nproc_per_node "$NPROC" -m reptok.train)
 
 say "1/4 training: $NPROC gloo processes, $HALF steps, then interrupted (--stop-after $HALF)"
 "${RUN[@]}" "${TINY[@]}" --out "$OUT/run" --stop-after "$HALF" 2>&1 | grep -v "^W.*OMP_NUM_THREADS\|^\*\*\*\*" >&2
@@ -86,7 +88,7 @@ print(f"demo: resume check: {len(a)} tensors (param., ema., adam., frozen.) bit-
       file=sys.stderr)
 EOF
 
-FP=$(python3 tools/train_torch.py --fingerprint "$OUT/model.safetensors")
+FP=$(python3 -m reptok.train --fingerprint "$OUT/model.safetensors")
 say "3/4 model $OUT/model.safetensors: $(stat -c %s "$OUT/model.safetensors") bytes, fingerprint $FP"
 mkdir -p "$OUT/rtk" "$OUT/decoded"
 "$BIN/rtenc" -m "$OUT/model.safetensors" -d "$OUT/rtk" corpus/*.png

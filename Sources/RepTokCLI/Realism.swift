@@ -97,7 +97,7 @@ extension RTEval {
         var failed = false
         for arg in inputs {
             if arg.hasSuffix(".rtds") {
-                // A training-data pack (tools/build_dataset.py): its pictures.
+                // A training-data pack (python/reptok/build_dataset.py): its pictures.
                 do {
                     let ds = try PackedDataset(path: arg)
                     guard ds.count >= 2 else { throw CLIError("needs at least 2 images, has \(ds.count)") }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Writes .rtds packs with exactly the layout of tools/build_dataset.py (64-byte aligned data
+/// Writes .rtds packs with exactly the layout of python/reptok/build_dataset.py (64-byte aligned data
 /// area and images, CRC-32 per image): for tests, tools and small user datasets. Images are held
 /// in memory until `serialized()` / `write(to:)`.
 public struct PackedDatasetWriter {

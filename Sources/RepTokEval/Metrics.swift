@@ -1,6 +1,6 @@
 // Full-reference image-quality metrics: PSNR, SSIM and MS-SSIM, matching the reference Python
 // implementations that papers report (checked by Tests/EvalTests against values from
-// tools/metrics_reference.py).
+// python/scripts/metrics_reference.py).
 //
 // Conventions, for every caller:
 //  - Inputs are 8-bit RGB (`RGBImage`, data range 255) or float planes `[C, H, W]` with an explicit
@@ -16,7 +16,7 @@
 //    (11 - 1) / 2 = 5 pixels on each side, then mean over channels. skimage filters with 'reflect'
 //    padding and then crops; the crop removes exactly the pixels whose window reaches into the
 //    padding, so the result is the mean over the "valid" positions of an unpadded filter, which
-//    is what is computed here (tools/metrics_reference.py checks this equivalence to 1e-12).
+//    is what is computed here (python/scripts/metrics_reference.py checks this equivalence to 1e-12).
 //    Needs both sides >= 11 (skimage raises below that).
 //  - MS-SSIM: pytorch-msssim's `ms_ssim(X, Y, data_range=255, size_average=True, win_size=11,
 //    win_sigma=1.5, K=(0.01, 0.03))` with its default weights (0.0448, 0.2856, 0.3001, 0.2363,

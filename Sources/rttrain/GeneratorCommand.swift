@@ -9,7 +9,7 @@ struct GeneratorCommand: ParsableCommand {
         commandName: "generator",
         abstract: "Train a class-conditional flow model over the codec's tokens, then export it for rtgen.")
 
-    @Option(name: .long, help: "Training pictures (.rtds; subfolder classes as built by tools/build_dataset.py).")
+    @Option(name: .long, help: "Training pictures (.rtds; subfolder classes as built by reptok-build-dataset).")
     var data = "data/train.rtds"
     @Option(name: [.customShort("m"), .long], help: "Codec model whose tokens are generated (default: the embedded model).")
     var model: String?

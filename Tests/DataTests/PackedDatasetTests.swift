@@ -37,7 +37,7 @@ final class PackedDatasetTests: XCTestCase {
         }
     }
 
-    /// The Swift writer produces byte for byte what tools/build_dataset.py's write_rtds writes
+    /// The Swift writer produces byte for byte what python/reptok/build_dataset.py's write_rtds writes
     /// for the same two images (reference: 320 bytes, CRC-32 0xC3B12B6D, computed with Python).
     func testWriterMatchesPythonTool() throws {
         var w = try PackedDatasetWriter(classNames: ["a", "bc"])
@@ -198,7 +198,7 @@ final class PackedDatasetTests: XCTestCase {
         let json = root.appendingPathComponent("data/val.json")
         guard FileManager.default.fileExists(atPath: pack), let meta = try? Data(contentsOf: json),
               let obj = try? JSONSerialization.jsonObject(with: meta) as? [String: Any] else {
-            throw XCTSkip("data/val.rtds not built (python3 tools/build_dataset.py --out data/)")
+            throw XCTSkip("data/val.rtds not built (PYTHONPATH=python python3 -m reptok.build_dataset --out data/)")
         }
         let ds = try PackedDataset(path: pack, verifyChecksums: true)
         XCTAssertEqual(ds.count, obj["count"] as? Int)

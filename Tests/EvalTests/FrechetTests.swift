@@ -4,7 +4,7 @@ import XCTest
 import RepTokTensor
 
 /// Frechet distance against pytorch-fid's computation (Fixtures/frechet_reference.json, written by
-/// tools/frechet_reference.py), closed forms, the eigensolver, and the bootstrap interval.
+/// python/scripts/frechet_reference.py), closed forms, the eigensolver, and the bootstrap interval.
 final class FrechetTests: XCTestCase {
     struct Case { var name: String; var dim: Int; var a: [Double]; var b: [Double]; var frechet: Double; var traceA: Double }
 

@@ -4,7 +4,7 @@ import RepTokEval
 import RepTokImage
 import RepTokTensor
 
-/// One pair of Fixtures/metrics_reference.json (written by tools/metrics_reference.py).
+/// One pair of Fixtures/metrics_reference.json (written by python/scripts/metrics_reference.py).
 struct ReferencePair {
     var name: String
     var a: RGBImage

@@ -5,7 +5,7 @@ import RepTokSafeTensors
 import RepTokTensor
 import XCTest
 
-/// Conformance against the PyTorch reference (tools/reptok_torch.py, tools/make_fixtures.py) and
+/// Conformance against the PyTorch reference (python/reptok/model.py, python/scripts/make_fixtures.py) and
 /// transformers' own Dinov2Model: forward <= 1e-4, gradients <= 1e-3 (relative L2).
 final class ConformanceTests: XCTestCase {
     static func fixture(_ name: String) throws -> SafeTensorsFile {
