@@ -99,7 +99,7 @@ def philox_gaussians(seed: int, stream: int, start: int, count: int, device="cpu
 
 class StepRandom:
     """The random streams of one training step (StepRandom in Views.swift)."""
-    FLOW, TIME, TOKEN = 0, 1, 2
+    FLOW, TIME, TOKEN, VIEWS, LAYOUT_KEEP = 0, 1, 2, 3, 4
 
     def __init__(self, seed: int, step: int):
         self.key = mix64(seed, step)
@@ -117,3 +117,11 @@ class StepRandom:
                 n = math.sqrt(-2 * math.log(u[3 * b + 1])) * math.cos(2 * math.pi * u[3 * b + 2])
                 out[b] = 1 / (1 + math.exp(-n))
         return out
+
+    def layout_keep(self, B: int, m: int, drop: float) -> list[int]:
+        """Layout coordinates each sample's decoder sees (`StepRandom.layoutKeep`,
+        `TrainConfig.layoutDrop`): m, or with probability `drop` a count log-uniform in 1...m."""
+        u = philox_uniforms(self.key, self.LAYOUT_KEEP, 0, 2 * B)
+        d = f32(drop)
+        return [m if not u[2 * b] < d else min(m, max(1, int(math.exp(u[2 * b + 1] * math.log(m + 1)))))
+                for b in range(B)]
