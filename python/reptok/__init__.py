@@ -22,5 +22,7 @@ numpy only; model, views, export and train need torch (`pip install -e python[tr
 __version__ = "0.1.0"
 
 # ---- decoding API (helper B: reptok.rtk, reptok.entropy, reptok.codec, reptok.data) -----------
-# B adds its light imports here (e.g. `from .rtk import read`); keep them free of torch.
+# B adds its light imports here (e.g. `from .rtk import read`); keep them free of torch, and
+# mind that `python -m reptok.build_dataset` (standard library only) imports this file first on
+# machines that may lack numpy.
 # ---- end of the decoding API ------------------------------------------------------------------
