@@ -3,8 +3,8 @@
 // The JSON parser is RFC 8259 strict (no comments, no trailing commas, no leading zeros, no bare
 // control characters, only the standard escapes, surrogate pairs must pair up) and, unlike
 // JSONSerialization, rejects duplicate keys. Nesting depth, string length and number length are
-// capped (SafeTensorsLimits). Numbers are kept only as far as the header needs them: integers
-// that fit Int, or a marker for any other number.
+// capped (SafeTensorsLimits). Numbers are integers that fit Int, or their text (JSON.swift has
+// the value type and its writers).
 
 struct ParsedSafeTensors {
     var dataStart: Int
@@ -140,10 +140,11 @@ private func interpretEntry(_ name: String, _ value: JSONValue, limits: SafeTens
                 case let .integer(x) where x >= 0: s.append(x)
                 case let .integer(x):
                     throw SafeTensorsError.invalidShape(tensor: name, reason: "dimension \(j) is negative (\(x))")
-                case let .bigInteger(negative):
+                case let .bigInteger(lexeme):
+                    let negative = lexeme.hasPrefix("-")
                     throw SafeTensorsError.invalidShape(tensor: name, reason: negative ? "dimension \(j) is negative"
                                                                                        : "dimension \(j) is too large")
-                case .nonInteger:
+                case .decimal:
                     throw SafeTensorsError.invalidShape(tensor: name, reason: "dimension \(j) is not an integer")
                 default:
                     throw SafeTensorsError.invalidShape(tensor: name, reason: "dimension \(j) is \(d.kind), not an integer")
@@ -216,32 +217,6 @@ func firstInvalidUTF8(_ b: UnsafeRawBufferPointer) -> Int? {
 }
 
 // MARK: - JSON
-
-enum JSONValue {
-    case object([(String, JSONValue)])
-    case array([JSONValue])
-    case string(String)
-    /// An integer lexeme that fits Int.
-    case integer(Int)
-    /// An integer lexeme that does not fit Int.
-    case bigInteger(negative: Bool)
-    /// A number with a fraction or an exponent.
-    case nonInteger
-    case bool(Bool)
-    case null
-
-    var kind: String {
-        switch self {
-        case .object: return "an object"
-        case .array: return "an array"
-        case .string: return "a string"
-        case .integer, .bigInteger: return "an integer"
-        case .nonInteger: return "a non-integer number"
-        case .bool: return "a boolean"
-        case .null: return "null"
-        }
-    }
-}
 
 struct JSONParser {
     let buf: UnsafeRawBufferPointer
@@ -491,11 +466,13 @@ struct JSONParser {
             }
         }
         if i - start > limits.maxNumberLength { throw fail("number longer than \(limits.maxNumberLength) characters") }
-        if !integral { return .nonInteger }
-        if overflow { return .bigInteger(negative: negative) }
+        if !integral || overflow {
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+            return integral ? .bigInteger(text) : .decimal(text)
+        }
         if negative { return .integer(value) }
         let (pos, o) = (0).subtractingReportingOverflow(value)
-        return o ? .bigInteger(negative: false) : .integer(pos)
+        return o ? .bigInteger(String(decoding: UnsafeRawBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)) : .integer(pos)
     }
 
     @inline(__always) private func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
