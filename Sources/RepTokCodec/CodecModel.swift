@@ -111,106 +111,13 @@ public final class CodecModel: @unchecked Sendable {
     public let fingerprint: UInt64
     public var imageSize: Int { decoder.config.imageSize }
 
-    /// Prefixes whose tensors a decode needs (and the fingerprint covers).
-    public static let fingerprintPrefixes = ["encoder.", "adapter.", "decoder.", "quantizer."]
-
     public init(path: String) throws {
         self.path = path
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch {
-            throw CodecError.model("cannot read model \(path): \(error)")
-        }
-        guard let json = file.metadata["reptok.config"] else {
-            throw CodecError.model("\(path) is not a reptok model (no reptok.config metadata)")
-        }
-        do {
-            let ecfg = try ModelFile.part(EncoderConfig.self, "encoder", in: json)
-            let dcfg = try ModelFile.part(DecoderConfig.self, "decoder", in: json)
-            codec = try ModelFile.part(CodecConfig.self, "codec", in: json)
-            try ecfg.validate(); try dcfg.validate()
-            let layout = try TokenAdapter.layoutShape(weightShape: file.contains("adapter.layout.weight") ? try file.info("adapter.layout.weight").shape : nil)
-            guard dcfg.tokenDim == ecfg.hiddenSize + layout.dim else {
-                throw ModelError.invalidConfig("decoder token_dim \(dcfg.tokenDim) != encoder hidden_size \(ecfg.hiddenSize) + layout \(layout.dim)")
-            }
-            guard layout.dim == 0 || ecfg.imageSize % layout.size == 0 else {
-                throw ModelError.invalidConfig("layout size \(layout.size) does not divide the image size \(ecfg.imageSize)")
-            }
-            guard ecfg.imageSize == dcfg.imageSize else { throw ModelError.invalidConfig("encoder and decoder image sizes differ") }
-            encoder = Dinov2Encoder(ecfg)
-            adapter = TokenAdapter(dim: ecfg.hiddenSize, layoutDim: layout.dim, layoutSize: layout.size)
-            decoder = FlowDecoder(dcfg)
-            try ModelFile.load(encoder.parameters, prefix: "encoder.", from: file)
-            try ModelFile.load(adapter.parameters, prefix: "adapter.", from: file)
-            try ModelFile.load(decoder.parameters, prefix: "decoder.", from: file)
-            let D = dcfg.tokenDim
-            let mean = try file.floats("quantizer.mean"), rot = try file.floats("quantizer.rotation")
-            let sigma = try file.floats("quantizer.sigma")
-            guard mean.count == D, rot.count == D * D, sigma.count == D else {
-                throw ModelError.invalidConfig("quantizer tensors do not match token size \(D)")
-            }
-            let dict = file.contains("quantizer.dictionary") ? try file.rawBytes("quantizer.dictionary") : []
-            let synthesis = file.contains("quantizer.synthesis") ? try file.floats("quantizer.synthesis") : nil
-            let scale = file.contains("quantizer.scale") ? try file.floats("quantizer.scale") : []
-            guard synthesis == nil || synthesis!.count == D * D else {
-                throw ModelError.invalidConfig("quantizer.synthesis does not match token size \(D)")
-            }
-            if codec.entropy == .laplace {
-                guard scale.count == D, scale.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-                    throw ModelError.invalidConfig("quantizer.scale must hold \(D) positive scales")
-                }
-            }
-            if let ls = codec.levelSteps {
-                guard ls.count == Quantizer.levels.count, ls.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-                    throw ModelError.invalidConfig("level_steps must be 9 positive steps")
-                }
-            }
-            if let lk = codec.levelCoefficients {
-                guard lk.count == Quantizer.levels.count, lk.allSatisfy({ (0...D).contains($0) }) else {
-                    throw ModelError.invalidConfig("level_coefficients must be 9 counts in 0-\(D)")
-                }
-            }
-            if let r = codec.levelRDO {
-                guard r.count == Quantizer.levels.count, r.allSatisfy({ $0 >= 0 && $0.isFinite }), codec.entropy == .laplace else {
-                    throw ModelError.invalidConfig("level_rdo must be 9 weights >= 0, with entropy laplace")
-                }
-            }
-            if let f = codec.levelScale {
-                guard f.count == Quantizer.levels.count, f.allSatisfy({ $0 > 0 && $0.isFinite }), codec.entropy == .laplace else {
-                    throw ModelError.invalidConfig("level_scale must be 9 factors > 0, with entropy laplace")
-                }
-            }
-            if let m = codec.stepModes {
-                guard (2...Quantizer.maxStepModes).contains(m.count), m.allSatisfy({ $0 > 0 && $0.isFinite }), codec.entropy == .laplace else {
-                    throw ModelError.invalidConfig("step_modes must be 2-\(Quantizer.maxStepModes) factors > 0, with entropy laplace")
-                }
-            }
-            if let l = codec.levelLambda {
-                guard l.count == Quantizer.levels.count, l.allSatisfy({ $0 >= 0 && $0.isFinite }), codec.stepModes != nil else {
-                    throw ModelError.invalidConfig("level_lambda must be 9 weights >= 0, with step_modes")
-                }
-            }
-            quantizer = Quantizer(mean: mean, rotation: rot, sigma: sigma, dictionary: dict.count > 1 ? dict : [],
-                                  baseStep: codec.baseStep, synthesis: synthesis, levelSteps: codec.levelSteps,
-                                  levelCoefficients: codec.levelCoefficients, levelRDO: codec.levelRDO, levelScale: codec.levelScale,
-                                  entropy: codec.entropy, scale: scale, stepModes: codec.stepModes, levelLambda: codec.levelLambda)
-            guard Quantizer.levels.contains(codec.defaultLevel), RTKFormat.steps.contains(codec.defaultSteps),
-                  SamplerKind(rawValue: codec.defaultSampler) != nil else {
-                throw ModelError.invalidConfig("codec defaults out of range")
-            }
-        } catch let e as CodecError {
-            throw e
-        } catch {
-            throw CodecError.model("\(path): \(error)")
-        }
-        fingerprint = try CodecModel.fingerprint(of: file)
+        let file = try CodecModelFile.read(path: path)
+        encoder = file.encoder; adapter = file.adapter; decoder = file.decoder
+        quantizer = file.quantizer; codec = file.codec; fingerprint = file.fingerprint
         // Loaded for coding only: the weights never change, so every product takes a pack.
         encoder.packForInference(); adapter.packForInference(); decoder.packForInference()
-    }
-
-    /// FNV-1a 64 over, in key order, every tensor under the decode prefixes (name, dtype, shape,
-    /// raw bytes) followed by the encoder, decoder and codec parts of the config.
-    public static func fingerprint(of file: SafeTensorsFile) throws -> UInt64 {
-        try ModelFile.fingerprint(of: file, prefixes: fingerprintPrefixes, configParts: ["encoder", "decoder", "codec"])
     }
 
     public var fingerprintHex: String { String(format: "%016llx", fingerprint) }
@@ -261,7 +168,7 @@ public final class CodecModel: @unchecked Sendable {
             guard let names = try? fm.contentsOfDirectory(atPath: dir) else { continue }
             for n in names.sorted() where n.hasSuffix(".safetensors") {
                 let path = dir + "/" + n
-                guard let f = try? SafeTensorsFile(path: path), (try? fingerprint(of: f)) == fp else { continue }
+                guard let f = try? SafeTensorsFile(path: path), (try? CodecModelFile.fingerprint(of: f)) == fp else { continue }
                 return try cached(path: path)
             }
         }

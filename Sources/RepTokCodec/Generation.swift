@@ -4,8 +4,64 @@ import RepTokModels
 import RepTokSafeTensors
 import RepTokTensor
 
-/// A token generator file (what `rttrain generator` exports): the flow model over one codec
-/// model's tokens, with the token standardization it was trained in.
+/// The token generator file: what `rttrain generator` exports and rtgen reads. Its keys, writer
+/// and reader:
+/// - `generator.*`: the flow model's weights (TokenGenerator), F32 or F16;
+/// - `normalization.mean` [D] and `normalization.std` [1] or [D] (F32): the standardization its
+///   tokens were trained in (u = (z - mean) / std);
+/// - `reptok.config` = {format "reptok-generator", version 1, `generator`: GeneratorConfig,
+///   `codec_model`: the fingerprint (16 hex digits) of the codec model whose tokens it generates,
+///   `training`: the run's record}.
+public enum GeneratorFile {
+    public static let format = "reptok-generator"
+    public static let prefix = "generator.", meanKey = "normalization.mean", stdKey = "normalization.std"
+    /// The `reptok.config` part holding the GeneratorConfig (also in the trainer's checkpoints).
+    public static let configPart = "generator"
+
+    /// Writes a generator file, atomically.
+    public static func write(_ generator: TokenGenerator, mean: [Float], std: [Float], codecModel: String,
+                             training: JSONValue, to path: String, fp16: Bool = false) throws {
+        let meta: JSONValue = ["format": .string(format), "version": 1, configPart: try JSONValue(encoding: generator.config),
+                               "codec_model": .string(codecModel), "training": training]
+        var w = SafeTensorsWriter(metadata: [ModelFile.configKey: meta.text()])
+        for p in generator.parameters {
+            try w.add(prefix + p.key, shape: p.shape, values: UnsafeBufferPointer(p.value.buffer), as: fp16 ? .F16 : .F32)
+        }
+        try w.add(meanKey, shape: [mean.count], values: mean, as: .F32)
+        try w.add(stdKey, shape: [std.count], values: std, as: .F32)
+        try w.write(to: path)
+    }
+
+    /// What a generator file holds, checked and loaded.
+    public typealias Contents = (generator: TokenGenerator, mean: [Float], std: [Float], codecModel: String)
+
+    /// Reads and checks a generator file.
+    public static func read(path: String) throws -> Contents {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch { throw CodecError.model("cannot read generator \(path): \(error)") }
+        guard let cj = file.metadata[ModelFile.configKey], let obj = try? JSONValue.parse(cj),
+              obj["format"] == .string(format), case let .string(fp)? = obj["codec_model"] else {
+            throw CodecError.model("\(path) is not a reptok generator file")
+        }
+        let cfg: GeneratorConfig
+        do {
+            cfg = try ModelFile.part(GeneratorConfig.self, configPart, in: cj)
+            try cfg.validate()
+        } catch { throw CodecError.model("\(path): \(error)") }
+        let generator = TokenGenerator(cfg)
+        do {
+            try ModelFile.load(generator.parameters, prefix: prefix, from: file)
+            let m = try ModelFile.tensor(meanKey, in: file), s = try ModelFile.tensor(stdKey, in: file)
+            guard m.count == cfg.tokenDim, s.count == 1 || s.count == cfg.tokenDim, s.array.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                throw CodecError.model("\(path): bad normalization tensors")
+            }
+            return (generator, m.array, s.array, fp)
+        } catch let e as CodecError { throw e } catch { throw CodecError.model("\(path): \(error)") }
+    }
+}
+
+/// A loaded token generator file (GeneratorFile): the flow model over one codec model's tokens,
+/// with the token standardization it was trained in.
 public final class GeneratorModel: @unchecked Sendable {
     public let path: String
     public let generator: TokenGenerator
@@ -18,29 +74,9 @@ public final class GeneratorModel: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch { throw CodecError.model("cannot read generator \(path): \(error)") }
-        guard let cj = file.metadata["reptok.config"],
-              let obj = try? JSONSerialization.jsonObject(with: Data(cj.utf8)) as? [String: Any],
-              obj["format"] as? String == "reptok-generator", let fp = obj["codec_model"] as? String else {
-            throw CodecError.model("\(path) is not a reptok generator file")
-        }
-        let cfg: GeneratorConfig
-        do {
-            cfg = try ModelFile.part(GeneratorConfig.self, "generator", in: cj)
-            try cfg.validate()
-        } catch { throw CodecError.model("\(path): \(error)") }
-        generator = TokenGenerator(cfg)
-        do {
-            try ModelFile.load(generator.parameters, prefix: "generator.", from: file)
-            let m = try ModelFile.tensor("normalization.mean", in: file), s = try ModelFile.tensor("normalization.std", in: file)
-            guard m.count == cfg.tokenDim, s.count == 1 || s.count == cfg.tokenDim, s.array.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-                throw CodecError.model("\(path): bad normalization tensors")
-            }
-            mean = m.array; std = s.array
-        } catch let e as CodecError { throw e } catch { throw CodecError.model("\(path): \(error)") }
+        let file = try GeneratorFile.read(path: path)
+        generator = file.generator; mean = file.mean; std = file.std; codecModel = file.codecModel
         generator.packForInference()  // loaded for sampling only: its weights never change
-        codecModel = fp
     }
 
     /// The generator shipped beside the programs (`Models/generator.safetensors`), if any.

@@ -8,7 +8,7 @@ import RepTokTensor
 /// tokens (`entropy` zstd, the first models), or a static Laplacian model per coordinate and an
 /// arithmetic coder (`entropy` laplace, LaplaceCoder).
 ///
-/// Stored in the model file under `quantizer.`:
+/// Stored in the codec model file under `quantizer.` (CodecModelFile writes and reads them):
 /// - `quantizer.mean` [D]: per-dimension mean of training tokens
 /// - `quantizer.rotation` [D, D]: rows are principal directions, by decreasing variance
 /// - `quantizer.sigma` [D]: standard deviation of each principal coordinate

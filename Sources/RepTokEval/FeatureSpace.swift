@@ -33,9 +33,9 @@ public final class SSLFeatureSpace: @unchecked Sendable {
     /// Loads the encoder part of an SSL export, SSL checkpoint or codec model file.
     public init(path: String) throws {
         self.path = path
-        encoder = try Dinov2Encoder.load(path: path)
+        encoder = try SSLEncoderFile.read(path: path)
         let file = try SafeTensorsFile(path: path)
-        fingerprint = try ModelFile.fingerprint(of: file, prefixes: ["encoder."], configParts: ["encoder"])
+        fingerprint = try SSLEncoderFile.fingerprint(of: file)
     }
 
     /// Views per image so that `images` images give at least `4 x dim` samples.

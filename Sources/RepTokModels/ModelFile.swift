@@ -7,27 +7,36 @@ import RepTokTensor
 /// explicitly: each module lists its parameters with their checkpoint keys, and loading fails on a
 /// missing tensor or a shape mismatch.
 public enum ModelFile {
-    /// The `reptok.config` JSON for a model with these parts.
-    public static func configJSON(encoder: EncoderConfig?, decoder: DecoderConfig?, extra: [String: Any] = [:]) throws -> String {
-        var obj: [String: Any] = ["format": "reptok-model", "version": 1]
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        if let e = encoder { obj["encoder"] = try JSONSerialization.jsonObject(with: enc.encode(e)) }
-        if let d = decoder { obj["decoder"] = try JSONSerialization.jsonObject(with: enc.encode(d)) }
-        for (k, v) in extra { obj[k] = v }
-        let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
+    /// The metadata key of a model file's configuration document.
+    public static let configKey = "reptok.config"
+
+    /// The `reptok.config` JSON for a model with these parts (`format`, `version` 1, `encoder`,
+    /// `decoder`, then `extra`), in the stored form (`JSONValue.text`: Float fields keep their
+    /// fraction, so `layerscale_value` reads as a float in Python too).
+    public static func configJSON(format: String = "reptok-model", encoder: EncoderConfig?, decoder: DecoderConfig?,
+                                  extra: [String: JSONValue] = [:]) throws -> String {
+        var obj: JSONValue = ["format": .string(format), "version": 1]
+        if let e = encoder { obj = obj.setting("encoder", try JSONValue(encoding: e)) }
+        if let d = decoder { obj = obj.setting("decoder", try JSONValue(encoding: d)) }
+        for (k, v) in extra { obj = obj.setting(k, v) }
+        return obj.text()
+    }
+
+    /// The parsed `reptok.config` document of a file (nil: none, or not a JSON object).
+    public static func config(of file: SafeTensorsFile) -> JSONValue? {
+        guard let json = file.metadata[configKey], let v = try? JSONValue.parse(json), case .object = v else { return nil }
+        return v
     }
 
     /// Decodes one part (`encoder`, `decoder`, ...) of a `reptok.config` JSON string.
     public static func part<T: Decodable>(_ type: T.Type, _ key: String, in json: String) throws -> T {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+        guard let obj = try? JSONValue.parse(json), case .object = obj else {
             throw ModelError.badFile("reptok.config metadata is not a JSON object")
         }
         guard let sub = obj[key] else { throw ModelError.badFile("reptok.config has no \"\(key)\" part") }
         do {
-            let data = try JSONSerialization.data(withJSONObject: sub)
-            return try JSONDecoder().decode(T.self, from: data)
+            // the canonical form, as the fingerprint sees it (an integral 4.0 reads as an Int)
+            return try JSONDecoder().decode(T.self, from: Data(try sub.canonicalText().utf8))
         } catch {
             throw ModelError.badFile("reptok.config \"\(key)\" part is invalid: \(error)")
         }
@@ -64,9 +73,13 @@ public enum ModelFile {
         }
     }
 
-    /// FNV-1a 64 over, in key order, every tensor whose name starts with one of `prefixes`
-    /// (name, dtype, shape, raw bytes), followed by the listed parts of `reptok.config`
-    /// (sorted-key JSON): a model's identity, independent of its other metadata.
+    /// FNV-1a 64 over, in key order (UTF-8 bytes), every tensor whose name starts with one of
+    /// `prefixes` (name, dtype, shape as decimal numbers joined by commas, each followed by a NUL,
+    /// then the raw bytes), followed by the listed parts of `reptok.config` that are present,
+    /// each in the canonical JSON form (`JSONValue.canonicalText`) followed by a NUL: a model's
+    /// identity, independent of its other metadata and of how its JSON was written. A config
+    /// that is not a JSON object adds nothing, nor does a part without a canonical form.
+    /// Man/rtk.5 MODEL FINGERPRINTS; golden vectors in Tests/Parity/fingerprint.
     public static func fingerprint(of file: SafeTensorsFile, prefixes: [String], configParts: [String]) throws -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         func eat(_ bytes: UnsafeRawBufferPointer) {
@@ -82,12 +95,9 @@ public enum ModelFile {
             eat(name); eat(info.dtype.rawValue); eat(info.shape.map(String.init).joined(separator: ","))
             try file.withRawBytes(name) { eat($0) }
         }
-        if let json = file.metadata["reptok.config"],
-           let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] {
+        if let obj = config(of: file) {
             for part in configParts {
-                if let sub = obj[part], let d = try? JSONSerialization.data(withJSONObject: sub, options: [.sortedKeys]) {
-                    eat(String(decoding: d, as: UTF8.self))
-                }
+                if let text = try? obj[part]?.canonicalText() { eat(text) }
             }
         }
         return h
@@ -100,39 +110,5 @@ public enum ModelFile {
         let t = Tensor(uninitialized: info.shape)
         try file.copyFloats(name, into: t.data, count: t.count)
         return t
-    }
-}
-
-extension Dinov2Encoder {
-    /// The encoder of a file holding `encoder.*` tensors and a `reptok.config` with an `encoder`
-    /// part: what `rttrain ssl --export` writes, an SSL checkpoint (its teacher) or a codec model
-    /// file. At another `imageSize` than the file's, the position table is resampled once to the
-    /// new grid (the bicubic interpolation the encoder would do at run time), so the returned
-    /// config is consistent.
-    public static func load(path: String, imageSize: Int? = nil) throws -> Dinov2Encoder {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch { throw ModelError.badFile("cannot read encoder \(path): \(error)") }
-        guard let cj = file.metadata["reptok.config"] else { throw ModelError.badFile("\(path): no reptok.config metadata") }
-        var ecfg = try ModelFile.part(EncoderConfig.self, "encoder", in: cj)
-        do { try ecfg.validate() } catch { throw ModelError.badFile("\(path): \(error)") }
-        let S = imageSize ?? ecfg.imageSize
-        guard S > 0, S % ecfg.patchSize == 0 else {
-            throw ModelError.invalidConfig("image size \(S) is not a multiple of the encoder's patch \(ecfg.patchSize)")
-        }
-        let src = Dinov2Encoder(ecfg)
-        try ModelFile.load(src.parameters, prefix: "encoder.", from: file)
-        if ecfg.imageSize == S { return src }
-        ecfg.imageSize = S
-        let dst = Dinov2Encoder(ecfg)
-        let D = ecfg.hiddenSize, g = S / ecfg.patchSize
-        for (a, b) in zip(dst.parameters, src.parameters) where a.key != "embeddings.position_embeddings" {
-            a.value.copy(from: b.value)
-        }
-        let ip = PosInterpolation(from: src.config.grid, toH: g, toW: g, antialias: ecfg.numRegisterTokens > 0)
-        let table = ip.forward(src.positionEmbeddings.value.data + D, dim: D)
-        let pos = dst.positionEmbeddings.value
-        pos.data.update(from: src.positionEmbeddings.value.data, count: D)
-        (pos.data + D).update(from: table.data, count: g * g * D)
-        return dst
     }
 }

@@ -150,10 +150,14 @@ public final class RepTokModel {
         frozenCLS = encoder.clsToken.value.clone()
     }
 
+    /// The key prefixes of the three parts in checkpoints and codec model files (the encoder's is
+    /// an SSL encoder file's).
+    public static let encoderPrefix = SSLEncoderFile.prefix, adapterPrefix = "adapter.", decoderPrefix = "decoder."
+
     /// Every parameter with its full checkpoint key (`encoder.`, `adapter.`, `decoder.`).
     public var namedParameters: [(String, Parameter)] {
-        encoder.parameters.map { ("encoder." + $0.key, $0) } + adapter.parameters.map { ("adapter." + $0.key, $0) }
-            + decoder.parameters.map { ("decoder." + $0.key, $0) }
+        encoder.parameters.map { (Self.encoderPrefix + $0.key, $0) } + adapter.parameters.map { (Self.adapterPrefix + $0.key, $0) }
+            + decoder.parameters.map { (Self.decoderPrefix + $0.key, $0) }
     }
 
     public var trainableParameters: [Parameter] { namedParameters.map { $0.1 }.filter { $0.trainable } }

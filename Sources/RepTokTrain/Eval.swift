@@ -315,7 +315,7 @@ public enum Evaluator {
             report.linearBarViews = tn
         }
         if let sp = sslEncoder {
-            let ssl = try Dinov2Encoder.load(path: sp, imageSize: S)
+            let ssl = try SSLEncoderFile.read(path: sp, imageSize: S)
             var total = 0.0
             for i in 0..<n {
                 let z = Codec.token(pics[i], model: model)
@@ -333,7 +333,7 @@ public enum Evaluator {
                 total += dot / max((na * nb).squareRoot(), 1e-30)
             }
             report.tokenCosine = total / Double(n)
-            let fp = try ModelFile.fingerprint(of: try SafeTensorsFile(path: sp), prefixes: ["encoder."], configParts: ["encoder"])
+            let fp = try SSLEncoderFile.fingerprint(of: try SafeTensorsFile(path: sp))
             report.sslEncoder = String(format: "%016llx", fp)
         }
         return report

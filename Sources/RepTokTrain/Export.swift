@@ -168,13 +168,7 @@ public enum Exporter {
         codec.defaultSteps = o.defaultSteps
         codec.defaultSampler = o.sampler
         codec.baseStep = base
-        var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
-        try w.add("quantizer.sigma", shape: [D], values: q.sigma, as: .F32)
-        let dict = q.dictionary.isEmpty ? [UInt8(0)] : q.dictionary
-        try w.add("quantizer.dictionary", shape: [dict.count], dtype: .U8, rawBytes: dict)
-        let dir = (o.out as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        try w.write(to: o.out)
+        try write(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
 
         var pics = [RGBImage]()
         for i in 0..<valSet.count { pics.append(Pictures.picture(valSet, i)) }
@@ -183,29 +177,24 @@ public enum Exporter {
                           knee: knee)
     }
 
-    /// A model file's writer holding the config (codec part, training record), the network
-    /// weights, the frozen [CLS] embedding and the quantizer's mean, rotation and sigma.
-    static func writer(_ trainer: TokenizerTrainer, codec c: CodecConfig, options o: ExportOptions, named: [(String, Tensor)],
-                       weightType: SafeTensorsDType, quantizer q: Quantizer) throws -> SafeTensorsWriter {
-        let model = trainer.model, D = q.dim
+    /// Writes the codec model file (CodecModelFile) of the trainer's weights and `q`, with the
+    /// codec part completed from the options and the run's record under `training`.
+    static func write(_ trainer: TokenizerTrainer, codec c: CodecConfig, options o: ExportOptions, named: [(String, Tensor)],
+                      weightType: SafeTensorsDType, quantizer q: Quantizer) throws {
+        let model = trainer.model
         var codec = c
         codec.bootstrap = o.bootstrap
         let st = trainer.state
         codec.description = o.description.replacingOccurrences(of: "{minutes}", with: String(Int((st.wallSeconds / 60).rounded())))
-        var training = try JSONText.object(trainer.config) as! [String: Any]
-        training["steps"] = st.step
-        training["wall_seconds"] = (st.wallSeconds * 10).rounded() / 10
-        training["samples"] = st.samples
-        training["threads"] = st.threads
-        training["weights"] = "ema"
-        let json = try ModelFile.configJSON(encoder: trainer.encoderConfig, decoder: model.decoder.config,
-                                            extra: ["codec": try JSONText.object(codec), "training": training])
-        var w = SafeTensorsWriter(metadata: ["reptok.config": json])
-        for (k, t) in named { try w.add(k, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: weightType) }
-        try w.add("frozen.cls_token", shape: model.frozenCLS.shape, values: UnsafeBufferPointer(model.frozenCLS.buffer), as: weightType)
-        try w.add("quantizer.mean", shape: [D], values: q.mean, as: .F32)
-        try w.add("quantizer.rotation", shape: [D, D], values: q.rotation, as: .F32)
-        return w
+        let training = try JSONValue(encoding: trainer.config)
+            .setting("steps", .integer(st.step))
+            .setting("wall_seconds", try JSONValue(encoding: (st.wallSeconds * 10).rounded() / 10))
+            .setting("samples", .integer(st.samples))
+            .setting("threads", .integer(st.threads))
+            .setting("weights", "ema")
+        try CodecModelFile.write(to: o.out, encoder: trainer.encoderConfig, decoder: model.decoder.config, codec: codec,
+                                 training: training, weights: named, frozenCLS: model.frozenCLS, quantizer: q,
+                                 weightType: weightType)
     }
 
     static func defaultValPath(_ data: String) -> String? {
@@ -588,13 +577,7 @@ extension Exporter {
         codec.stepModes = q.stepModes
         codec.levelLambda = q.levelLambda
         codec.entropy = .laplace
-        var w = try writer(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
-        try w.add("quantizer.synthesis", shape: [D, D], values: q.synthesis!, as: .F32)
-        try w.add("quantizer.sigma", shape: [D], values: q.sigma, as: .F32)
-        try w.add("quantizer.scale", shape: [D], values: q.scale, as: .F32)
-        let dir = (o.out as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        try w.write(to: o.out)
+        try write(trainer, codec: codec, options: o, named: named, weightType: weightType, quantizer: q)
         return try verify(o.out, valPics: valPics, size: S, recordBytes: o.recordBytes, baseStep: steps[4],
                           sigma1: Float(sigma1), trainPictures: trainSet.count, dictionaryBytes: 0, budgetStep: steps[4],
                           knee: nil)

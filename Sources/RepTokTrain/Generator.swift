@@ -11,8 +11,8 @@
 //    share; labels dropped to the null class with probability `labelDrop` (classifier-free
 //    guidance). AdamW, warm-up + cosine, clipping, EMA; every draw of step s is keyed by
 //    (seed, s), so `--resume` repeats the uninterrupted run exactly.
-// 3. Export: the EMA weights under `generator.*`, `normalization.mean` / `normalization.std`,
-//    and `reptok.config` = {generator: GeneratorConfig, codec_model: fingerprint, training}.
+// 3. Export: the EMA weights as a generator file (GeneratorFile, in RepTokCodec: `generator.*`,
+//    `normalization.mean` / `normalization.std`, `reptok.config` with the codec model's fingerprint).
 
 import Foundation
 import RepTokCodec
@@ -139,7 +139,7 @@ public final class GeneratorTrainer {
         let path = runDir + "/checkpoint.safetensors"
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch { throw TrainError.checkpoint("cannot read \(path): \(error)") }
-        guard let js = file.metadata["reptok.generator-train"], let cj = file.metadata["reptok.config"] else {
+        guard let js = file.metadata["reptok.generator-train"], let cj = file.metadata[ModelFile.configKey] else {
             throw TrainError.checkpoint("\(path) is not a generator checkpoint")
         }
         let state: GeneratorTrainState
@@ -151,7 +151,7 @@ public final class GeneratorTrainer {
         guard codec.fingerprintHex == state.codecModel else {
             throw TrainError.checkpoint("\(path) was trained on the tokens of model \(state.codecModel), not \(codec.fingerprintHex)")
         }
-        let gcfg = try ModelFile.part(GeneratorConfig.self, "generator", in: cj)
+        let gcfg = try ModelFile.part(GeneratorConfig.self, GeneratorFile.configPart, in: cj)
         generator = TokenGenerator(gcfg)
         try ModelFile.load(generator.parameters, prefix: "param.", from: file)
         optimizer = AdamW(generator.parameters, weightDecay: config.weightDecay)
@@ -271,7 +271,7 @@ public final class GeneratorTrainer {
         let state = GeneratorTrainState(config: config, codecModel: codec.fingerprintHex, step: step,
                                         wallSeconds: wallBefore, threads: Engine.threads)
         var w = SafeTensorsWriter(metadata: ["reptok.generator-train": try JSONText.encode(state),
-                                             "reptok.config": try JSONText.string(["generator": try JSONText.object(generator.config)])])
+                                             ModelFile.configKey: ([GeneratorFile.configPart: try JSONValue(encoding: generator.config)] as JSONValue).text()])
         func add(_ n: String, _ t: Tensor) throws { try w.add(n, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32) }
         for (i, p) in generator.parameters.enumerated() {
             try add("param." + p.key, p.value)
@@ -335,23 +335,15 @@ public final class GeneratorTrainer {
 
     // MARK: - Export
 
-    /// Writes the generator file (EMA weights) that rtgen loads.
+    /// Writes the generator file (GeneratorFile: the EMA weights) that rtgen loads.
     public func export(to path: String, fp16: Bool = false) throws {
+        guard let d = data else { throw TrainError.export("no token statistics (run the training first)") }
         let live = generator.parameters.map { $0.value.clone() }
         ema.copyToParameters()
         defer { for (p, v) in zip(generator.parameters, live) { p.value.copy(from: v) } }
-        let training: [String: Any] = ["config": try JSONText.object(config), "steps": step, "wall_seconds": wallBefore,
-                                       "tokens": data?.count ?? 0]
-        let meta = try JSONText.string(["format": "reptok-generator", "version": 1,
-                                        "generator": try JSONText.object(generator.config),
-                                        "codec_model": codec.fingerprintHex, "training": training] as [String: Any])
-        var w = SafeTensorsWriter(metadata: ["reptok.config": meta])
-        for p in generator.parameters {
-            try w.add("generator." + p.key, shape: p.shape, values: UnsafeBufferPointer(p.value.buffer), as: fp16 ? .F16 : .F32)
-        }
-        guard let d = data else { throw TrainError.export("no token statistics (run the training first)") }
-        try w.add("normalization.mean", shape: [d.dim], values: d.mean, as: .F32)
-        try w.add("normalization.std", shape: [d.std.count], values: d.std, as: .F32)
-        try w.write(to: path)
+        let training: JSONValue = ["config": try JSONValue(encoding: config), "steps": .integer(step),
+                                   "wall_seconds": try JSONValue(encoding: wallBefore), "tokens": .integer(d.count)]
+        try GeneratorFile.write(generator, mean: d.mean, std: d.std, codecModel: codec.fingerprintHex, training: training,
+                                to: path, fp16: fp16)
     }
 }

@@ -260,7 +260,7 @@ public final class SSLSession {
         optimizer = AdamW(student.parameters + studentHead.parameters, weightDecay: c.weightDecay)
         center = Tensor([c.prototypes])
         do {
-            try ModelFile.load(teacher.parameters, prefix: "encoder.", from: file)
+            try ModelFile.load(teacher.parameters, prefix: SSLEncoderFile.prefix, from: file)
             try ModelFile.load(student.parameters, prefix: "student.", from: file)
             try ModelFile.load(studentHead.parameters, prefix: "student_head.", from: file)
             try ModelFile.load(teacherHead.parameters, prefix: "teacher_head.", from: file)
@@ -426,12 +426,12 @@ public final class SSLSession {
     public func saveCheckpoint(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
             "reptok.ssl": try JSONText.encode(state),
-            "reptok.config": try ModelFile.configJSON(encoder: teacher.config, decoder: nil),
+            ModelFile.configKey: try ModelFile.configJSON(encoder: teacher.config, decoder: nil),
         ])
         func add(_ name: String, _ t: Tensor) throws {
             try w.add(name, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32)
         }
-        for p in teacher.parameters { try add("encoder." + p.key, p.value) }
+        for p in teacher.parameters { try add(SSLEncoderFile.prefix + p.key, p.value) }
         for p in teacherHead.parameters { try add("teacher_head." + p.key, p.value) }
         for (name, p) in namedStudentParameters { try add(name, p.value) }
         precondition(optimizer.params.count == namedStudentParameters.count, "optimizer/parameter mismatch")
@@ -443,14 +443,11 @@ public final class SSLSession {
         try w.write(to: path)
     }
 
-    /// The teacher encoder as a model file: `encoder.*` keys (HF Dinov2Model names) and a
-    /// reptok.config with the `encoder` part (plus an `ssl` record of the run).
+    /// The teacher encoder as an SSL encoder file (SSLEncoderFile), with an `ssl` record of the run.
     public func exportEncoder(to path: String) throws {
-        let info: [String: Any] = ["step": step, "wall_seconds": (wallBefore + segmentSeconds).rounded(),
-                                   "config": try JSONText.object(config)]
-        let meta = try ModelFile.configJSON(encoder: teacher.config, decoder: nil, extra: ["ssl": info])
-        try ModelFile.write(named: teacher.parameters.map { ("encoder." + $0.key, $0.value) },
-                            metadata: ["reptok.config": meta], to: path)
+        let info: JSONValue = ["step": .integer(step), "wall_seconds": try JSONValue(encoding: (wallBefore + segmentSeconds).rounded()),
+                               "config": try JSONValue(encoding: config)]
+        try SSLEncoderFile.write(teacher, ssl: info, to: path)
     }
 
     // MARK: - The loop

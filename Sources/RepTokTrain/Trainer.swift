@@ -89,8 +89,8 @@ public final class TokenizerTrainer {
             let f: SafeTensorsFile
             do { f = try SafeTensorsFile(path: path) } catch { throw TrainError.config("--init-from \(path): \(error)") }
             do {
-                try ModelFile.load(model.encoder.parameters, prefix: "encoder.", from: f)
-                try ModelFile.load(model.adapter.parameters, prefix: "adapter.", from: f)
+                try ModelFile.load(model.encoder.parameters, prefix: RepTokModel.encoderPrefix, from: f)
+                try ModelFile.load(model.adapter.parameters, prefix: RepTokModel.adapterPrefix, from: f)
                 // A model without the latent skip warm-starts a run with one: the skip keeps its
                 // zero initialization, so the start predicts exactly what the model did.
                 let skipless = config.skipSize > 0 && !f.contains("decoder.latent_skip.weight")
@@ -99,7 +99,7 @@ public final class TokenizerTrainer {
                 let dparams = model.decoder.parameters.filter {
                     !(skipless && $0.key.hasPrefix("latent_skip.")) && !(noSkipInput && $0.key.hasPrefix("skip_embed."))
                 }
-                try ModelFile.load(dparams, prefix: "decoder.", from: f)
+                try ModelFile.load(dparams, prefix: RepTokModel.decoderPrefix, from: f)
             } catch { throw TrainError.config("--init-from \(path): \(error) (the run's shapes must match the model's)") }
         }
         // A fresh layout path starts at the linear code of the training views.
@@ -189,7 +189,7 @@ public final class TokenizerTrainer {
     /// position table is resampled to `imageSize` when the file's differs (as the encoder would
     /// do at run time), so the encoder's config matches the decoder's image size.
     public static func loadEncoder(_ path: String, imageSize S: Int) throws -> Dinov2Encoder {
-        do { return try Dinov2Encoder.load(path: path, imageSize: S) } catch let e as ModelError {
+        do { return try SSLEncoderFile.read(path: path, imageSize: S) } catch let e as ModelError {
             throw TrainError.config(e.description)
         }
     }

@@ -179,7 +179,7 @@ enum TestModel {
 
     @discardableResult
     static func write(to path: String, shape s: Shape = Shape(), seed: UInt64 = 1, defaultSteps: Int = 2,
-                      codecExtra: [String: Any] = [:]) throws -> String {
+                      codecExtra: [String: JSONValue] = [:]) throws -> String {
         let ecfg = EncoderConfig(hiddenSize: s.hidden, numHiddenLayers: s.encoderLayers, numAttentionHeads: s.heads,
                                  patchSize: s.patch, imageSize: s.imageSize)
         let dcfg = DecoderConfig(imageSize: s.imageSize, patchSize: s.patch, width: s.decoderWidth, depth: s.decoderDepth,
@@ -206,10 +206,11 @@ enum TestModel {
         try w.add("quantizer.rotation", shape: [D, D], values: rot)
         try w.add("quantizer.sigma", shape: [D], values: [Float](repeating: 1, count: D))
         try w.add("quantizer.dictionary", shape: [1], dtype: .U8, rawBytes: [0])
-        var codec: [String: Any] = ["default_level": 5, "default_steps": defaultSteps, "default_sampler": "euler",
-                                    "description": "random test model", "bootstrap": true, "base_step": 0.25]
+        var codec: [String: JSONValue] = ["default_level": 5, "default_steps": .integer(defaultSteps), "default_sampler": "euler",
+                                          "description": "random test model", "bootstrap": true, "base_step": 0.25]
         codec.merge(codecExtra) { $1 }
-        w.metadata["reptok.config"] = try ModelFile.configJSON(encoder: ecfg, decoder: dcfg, extra: ["codec": codec])
+        w.metadata["reptok.config"] = try ModelFile.configJSON(encoder: ecfg, decoder: dcfg,
+                                                               extra: ["codec": .object(codec.map { ($0.key, $0.value) })])
         try w.write(to: path)
         return path
     }
