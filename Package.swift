@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "CJPEGShim", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
-        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokTensor",
+        .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokSafeTensors", "RepTokTensor",
                                                   "RepTokTestSupport"]),
         // Runs the built rtenc/rtdec/rtinfo/rteval/rtgen binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
