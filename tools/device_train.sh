@@ -19,8 +19,9 @@
 #   test "$(sha256sum < m.safetensors | cut -d' ' -f1)" = "$(cut -d' ' -f1 FILES_AT/model.sha256)"
 #   .build/release/rttrain eval --model m.safetensors --data data/val.rtds --steps 1 8
 #
-# A local smoke test of the same script on the CPU (a few steps, no GPU):
-#   OUT=/tmp/dev DEVICE=cpu MINUTES=0.3 BATCH=8 WORKERS=1 bash tools/device_train.sh
+# A local smoke test of the same script on the CPU (21 steps, no GPU; --minutes fixes the step
+# budget only once warm-up ends, hence the short warm-up; about 6 minutes on 2 shared cores):
+#   OUT=/tmp/dev DEVICE=cpu MINUTES=0.3 BATCH=8 WORKERS=1 EXTRA="--warmup 5" bash tools/device_train.sh
 #
 # Settings (environment): MINUTES (training wall time, default 7: the machine's start and the
 # export fit in the 10-minute call), BATCH (global batch, 256), LR (6e-4), WORKERS (view-rendering
