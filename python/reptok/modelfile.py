@@ -18,7 +18,7 @@ import struct
 from ._floats import MASK64, f32_json
 
 __all__ = ["FORMAT", "VERSION", "CONFIG_KEY", "ENC_KEYS", "DEC_KEYS", "clean_config", "write_safetensors",
-           "read_header", "read_config", "config_json", "swift_json", "fingerprint", "hf_encoder_config",
+           "read_header", "read_config", "config_json", "canonical_json", "swift_json", "fingerprint", "hf_encoder_config",
            "DECODE_PREFIXES"]
 
 FORMAT = "reptok-model"
@@ -111,14 +111,43 @@ def config_json(enc: dict, dec: dict, **extra) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Fingerprint (CodecModel.fingerprint): FNV-1a 64 over the decode tensors and the config parts
+# Fingerprint (CodecModelFile.fingerprint): FNV-1a 64 over the decode tensors and the canonical JSON
+# of the config parts (Man/rtk.5 MODEL FINGERPRINTS; golden vectors in Tests/Parity/fingerprint)
 
-def swift_json(v) -> str:
-    """JSONSerialization.data(withJSONObject:options:.sortedKeys) text of a parsed JSON value."""
+def _canonical_float(v: float) -> str:
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError("JSON has no %r" % v)
+    if v == 0:
+        return "0"
+    big = abs(v) >= 2 ** 53
+    if not big and v.is_integer():
+        return str(int(v))
+    # the shortest round-trip digits (repr's), as digits d1..dk and the exponent e of d1
+    m, _, e = repr(abs(v)).partition("e")
+    ip, _, fp = m.partition(".")
+    digits = (ip + fp).lstrip("0")
+    e = int(e or 0) + len(ip) - 1 - (len(ip + fp) - len((ip + fp).lstrip("0")))
+    digits = digits.rstrip("0")
+    sign = "-" if v < 0 else ""
+    if e >= -4 and not big:
+        if e < 0:
+            return sign + "0." + "0" * (-e - 1) + digits
+        return sign + digits[:e + 1].ljust(e + 1, "0") + ("." + digits[e + 1:] if len(digits) > e + 1 else "")
+    return (sign + digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+            + "e" + ("-" if e < 0 else "+") + "%02d" % abs(e))
+
+
+def canonical_json(v) -> str:
+    """The canonical JSON text of a parsed JSON value, the form fingerprints hash (Swift:
+    JSONValue.canonicalText): no whitespace; members sorted by their keys' UTF-16 code units;
+    `"` `\\` `/` escaped, the short escapes, other controls as \\u00xx; integers as their digits;
+    other numbers as the nearest double: integral below 2^53 as an integer, else the shortest
+    round-trip digits, fixed-point from 1e-4 to 2^53, else d.ddde+XX. Non-finite numbers raise."""
     if isinstance(v, dict):
-        return "{" + ",".join(swift_json(k) + ":" + swift_json(v[k]) for k in sorted(v)) + "}"
+        return "{" + ",".join(canonical_json(k) + ":" + canonical_json(v[k])
+                              for k in sorted(v, key=lambda k: k.encode("utf-16-be", "surrogatepass"))) + "}"
     if isinstance(v, list):
-        return "[" + ",".join(swift_json(x) for x in v) + "]"
+        return "[" + ",".join(canonical_json(x) for x in v) + "]"
     if v is True:
         return "true"
     if v is False:
@@ -128,9 +157,7 @@ def swift_json(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        if v.is_integer() and abs(v) < 2 ** 53:
-            return str(int(v))
-        return repr(v)
+        return _canonical_float(v)
     out = ['"']
     for ch in v:
         o = ord(ch)
@@ -158,7 +185,15 @@ def swift_json(v) -> str:
     return "".join(out)
 
 
-def fingerprint(path: str) -> str:
+# the name before the rule was written down (it imitated Foundation's JSONSerialization)
+swift_json = canonical_json
+
+CODEC_PARTS = ("encoder", "decoder", "codec")
+
+
+def fingerprint(path: str, prefixes=DECODE_PREFIXES, parts=CODEC_PARTS) -> str:
+    """CodecModelFile.fingerprint of a model file (16 hex digits); with prefixes=("encoder.",) and
+    parts=("encoder",), SSLEncoderFile.fingerprint."""
     meta, header, base = read_header(path)
     h = 0xCBF29CE484222325
     prime = 0x100000001B3
@@ -170,7 +205,7 @@ def fingerprint(path: str) -> str:
             x = ((x ^ b) * prime) & MASK64
         h = x
 
-    names = sorted((k for k in header if k.startswith(DECODE_PREFIXES)),
+    names = sorted((k for k in header if k.startswith(tuple(prefixes))),
                    key=lambda s: s.encode("utf-8"))
     with open(path, "rb") as f:
         for n in names:
@@ -187,9 +222,13 @@ def fingerprint(path: str) -> str:
         except ValueError:
             obj = None
         if isinstance(obj, dict):
-            for part in ("encoder", "decoder", "codec"):
+            for part in parts:
                 if part in obj:
-                    eat(swift_json(obj[part]).encode("utf-8") + b"\0")
+                    try:
+                        text = canonical_json(obj[part])
+                    except ValueError:  # a part without a canonical form adds nothing
+                        continue
+                    eat(text.encode("utf-8") + b"\0")
     return "%016x" % h
 
 
