@@ -5,7 +5,7 @@ import RepTokNN
 import RepTokSafeTensors
 import RepTokTensor
 
-/// The codec model file: what `rttrain export` writes (and tools/train_torch.py's export) and
+/// The codec model file: what `rttrain export` writes (and reptok.export, python/reptok/export.py) and
 /// CodecModel reads. Its keys, writer and reader:
 /// - `encoder.*` (an SSL encoder file's part: SSLEncoderFile), `adapter.*`, `decoder.*`: the
 ///   network (docs/ARCHITECTURE.md), F32 or F16;
