@@ -25,4 +25,6 @@ __version__ = "0.1.0"
 # B adds its light imports here (e.g. `from .rtk import read`); keep them free of torch, and
 # mind that `python -m reptok.build_dataset` (standard library only) imports this file first on
 # machines that may lack numpy.
+# Reading .rtk records: reptok.read (standard library only).
+from .rtk import Record, RTKError, read, read_one  # noqa: E402
 # ---- end of the decoding API ------------------------------------------------------------------
