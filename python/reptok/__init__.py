@@ -25,6 +25,17 @@ __version__ = "0.1.0"
 # B adds its light imports here (e.g. `from .rtk import read`); keep them free of torch, and
 # mind that `python -m reptok.build_dataset` (standard library only) imports this file first on
 # machines that may lack numpy.
-# Reading .rtk records: reptok.read (standard library only).
+# Reading and decoding .rtk records: reptok.read (standard library only) and, imported on first
+# use, reptok.tokens / reptok.decode (numpy; decode runs torch).
 from .rtk import Record, RTKError, read, read_one  # noqa: E402
+
+_LAZY = {"tokens": "codec", "decode": "codec", "load_model": "codec", "find_model": "codec",
+         "CodecModel": "codec", "ModelError": "codec", "PayloadError": "entropy"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module("." + _LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 # ---- end of the decoding API ------------------------------------------------------------------
