@@ -26,11 +26,12 @@ __version__ = "0.1.0"
 # mind that `python -m reptok.build_dataset` (standard library only) imports this file first on
 # machines that may lack numpy.
 # Reading and decoding .rtk records: reptok.read (standard library only) and, imported on first
-# use, reptok.tokens / reptok.decode (numpy; decode runs torch).
+# use, reptok.tokens / reptok.decode (numpy; decode runs torch) and reptok.RTKDataset (torch).
 from .rtk import Record, RTKError, read, read_one  # noqa: E402
 
 _LAZY = {"tokens": "codec", "decode": "codec", "load_model": "codec", "find_model": "codec",
-         "CodecModel": "codec", "ModelError": "codec", "PayloadError": "entropy"}
+         "CodecModel": "codec", "ModelError": "codec", "PayloadError": "entropy",
+         "RTKDataset": "data"}
 
 
 def __getattr__(name):
