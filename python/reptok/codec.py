@@ -565,6 +565,13 @@ def decode(source, model=None, *, steps: int | None = None, seed: int | None = N
             raise ValueError("the records' models have different image sizes: decode them per model")
         dec = m.torch_decoder(device, dtype)
         dev, dt = dec.patch_embed.weight.device, dec.patch_embed.weight.dtype
+        seeds: dict = {}                 # records mostly share a seed (rtenc writes 0)
+
+        def start(i):
+            s = seed if seed is not None else records[i].seed
+            if s not in seeds:
+                seeds[s] = noise(s, 3 * S * S).reshape(3, S, S)
+            return seeds[s]
         z_all = m.tokens([records[i] for i in idx])
         # batches of records with the same sampler and step count
         groups: dict = {}
@@ -575,8 +582,7 @@ def decode(source, model=None, *, steps: int | None = None, seed: int | None = N
             for b0 in range(0, len(members), batch_size):
                 part = members[b0:b0 + batch_size]
                 z = torch.from_numpy(z_all[[j for _, j in part]]).to(device=dev, dtype=dt)
-                x = np.stack([noise(seed if seed is not None else records[i].seed, 3 * S * S).reshape(3, S, S)
-                              for i, _ in part])
+                x = np.stack([start(i) for i, _ in part])
                 with torch.no_grad():
                     x = _sample(dec, z, torch.from_numpy(x).to(device=dev, dtype=dt), sampler, n)
                 x = x.float().cpu().numpy()
