@@ -30,9 +30,9 @@ let package = Package(
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
-        // libjpeg and libpng report errors by longjmp/exit: a small C wrapper runs each whole
-        // session and turns them into return codes.
-        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        // The image codecs' C side, libjpeg and libpng: they report errors by longjmp/exit, so a
+        // small C wrapper runs each whole session and turns them into return codes.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Elementwise kernels, compiled for x86-64 baseline plus an AVX2/FMA clone chosen at run time.
         .target(name: "CRTKernels", linkerSettings: [.linkedLibrary("m")]),
 
@@ -45,7 +45,7 @@ let package = Package(
         // The .rtk container: records, varints, checksums, caps, zstd payload helpers. No model code.
         .target(name: "RepTokFormat", dependencies: ["CZstd"]),
         // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
-        .target(name: "RepTokImage", dependencies: ["CPNG", "CJPEGShim"]),
+        .target(name: "RepTokImage", dependencies: ["CPNG", "CImageCodecs"]),
 
         // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement, and the
         // realism figure (Frechet distance on a frozen SSL encoder's features).
@@ -90,7 +90,7 @@ let package = Package(
         .target(name: "RepTokTestSupport", dependencies: ["RepTokTensor"], path: "Tests/Support"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "FormatTests", dependencies: ["RepTokFormat", "RepTokTensor", "RepTokTestSupport"]),
-        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "CJPEGShim", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "ImageTests", dependencies: ["RepTokImage", "CImageCodecs", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokSafeTensors", "RepTokTensor",
                                                   "RepTokTestSupport"]),

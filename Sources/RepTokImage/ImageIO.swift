@@ -16,8 +16,8 @@
 //    truncated file always fails. libpng warnings are discarded; its errors (bad CRC in a
 //    critical chunk, bad zlib data, missing IEND...) are errors.
 //  - Limits (`ImageLimits`) are checked from the header before pixel memory is allocated.
-import CJPEGShim
-import CPNG  // the libpng header version (libraryVersions); CJPEGShim links its own libraries
+import CImageCodecs
+import CPNG  // the libpng header version (libraryVersions); CImageCodecs links its own libraries
 
 public enum ImageIO {
     /// Default JPEG quality for `encode`.

@@ -1,6 +1,6 @@
 import RepTokTestSupport
 import XCTest
-import CJPEGShim
+import CImageCodecs
 @testable import RepTokImage
 
 /// Malformed, truncated, oversized and mutated files: every one must throw an ImageError (or,
