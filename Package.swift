@@ -4,7 +4,8 @@
 //   C shims -> RepTokTensor (kernels) -> RepTokNN (layers, optimizer) -> RepTokModels
 //   -> RepTokEval / RepTokCodec -> RepTokCLI, RepTokTrain -> thin executables;
 //   RepTokSafeTensors (under RepTokModels), RepTokFormat and RepTokImage (under RepTokCodec) sit on
-//   the C shims; RepTokData (under RepTokCLI and RepTokTrain) on RepTokTensor.
+//   the C shims; RepTokMetrics (under RepTokEval) on RepTokImage; RepTokData (under RepTokCLI and
+//   RepTokTrain) on RepTokTensor.
 import PackageDescription
 
 let package = Package(
@@ -12,7 +13,7 @@ let package = Package(
     products: [
         .library(name: "RepTok", targets: ["RepTokSafeTensors", "RepTokTensor", "RepTokNN", "RepTokModels",
                                            "RepTokFormat", "RepTokImage", "RepTokData", "RepTokCodec",
-                                           "RepTokEval"]),
+                                           "RepTokMetrics", "RepTokEval"]),
         .executable(name: "rtbench", targets: ["rtbench"]),
         .executable(name: "rtenc", targets: ["rtenc"]),
         .executable(name: "rtdec", targets: ["rtdec"]),
@@ -47,9 +48,11 @@ let package = Package(
         // Image decoding/encoding (PNG, JPEG, PPM/PGM) and resampling.
         .target(name: "RepTokImage", dependencies: ["CPNG", "CImageCodecs"]),
 
-        // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement, and the
-        // realism figure (Frechet distance on a frozen SSL encoder's features).
-        .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokImage", "RepTokModels", "RepTokSafeTensors", "RepTokTensor"]),
+        // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement.
+        .target(name: "RepTokMetrics", dependencies: ["RepTokImage"]),
+        // The realism figure (Frechet distance on a frozen SSL encoder's features).
+        .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokImage", "RepTokMetrics", "RepTokModels", "RepTokSafeTensors",
+                                                  "RepTokTensor"]),
 
         // Training data: packed whole images, random-resized-crop views.
         .target(name: "RepTokData", dependencies: ["RepTokTensor"]),
@@ -68,7 +71,7 @@ let package = Package(
         // The command-line tools: thin executables over RepTokCLI, which holds the shared option
         // groups and the file handling (temp file + rename, terminal refusal, batch, signals).
         .target(name: "RepTokCLI", dependencies: [
-            "RepTokCodec", "RepTokData", "RepTokImage", "RepTokFormat", "RepTokTensor", "RepTokEval",
+            "RepTokCodec", "RepTokData", "RepTokImage", "RepTokFormat", "RepTokTensor", "RepTokEval", "RepTokMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "rtenc", dependencies: ["RepTokCLI"]),
@@ -80,7 +83,7 @@ let package = Package(
         // Training: the tokenizer (loop, checkpoints, export of codec model files, eval), the SSL
         // encoder (DINO) and the token generator.
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN", "RepTokEval",
-                                                   "RepTokTensor", "RepTokSafeTensors", "RepTokFormat", "RepTokImage"]),
+                                                   "RepTokMetrics", "RepTokTensor", "RepTokSafeTensors", "RepTokFormat", "RepTokImage"]),
         .executableTarget(name: "rttrain", dependencies: [
             "RepTokTrain", "RepTokFormat", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -102,7 +105,7 @@ let package = Package(
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "CRTKernels", "RepTokTestSupport"]),
         .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokCodec", "RepTokData", "RepTokImage", "RepTokModels",
                                                    "RepTokNN", "RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
-        .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokTensor"],
+        .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokMetrics", "RepTokTensor"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokNN", "RepTokSafeTensors", "RepTokTensor",
                                                           "RepTokTestSupport"],

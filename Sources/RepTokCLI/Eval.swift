@@ -3,13 +3,14 @@
 // For each image and each quality level: the record's bytes, bits per pixel (of the original
 // image), encode and decode time, and the decode's quality against the input, both at the
 // model's resolution (against the input squashed the same way, Codec.modelView) and at the
-// original size: PSNR, SSIM and MS-SSIM (RepTokEval.Metrics). Per-image rows, per-level means,
+// original size: PSNR, SSIM and MS-SSIM (RepTokMetrics.Metrics). Per-image rows, per-level means,
 // or a JSON object with --json.
 //
 // Conventions:
 //  - Images are evaluated one at a time, levels in order; the times are wall-clock times of
 //    Codec.encode (encoder forward + quantization) and of the decode (flow sampler at the model
 //    resolution, then the Lanczos resize to the original size, as Codec.decode does).
+//  - The figures are RepTokMetrics' ImageQuality and QualityMean.
 //  - A metric that cannot be computed at a size (SSIM and MS-SSIM need both sides >= 11) is
 //    printed as "-" (null in JSON); identical images give PSNR "inf" (null in JSON, with
 //    "psnr_infinite": true). Means are over the images where the value is finite.
@@ -28,6 +29,7 @@ import RepTokCodec
 import RepTokEval
 import RepTokFormat
 import RepTokImage
+import RepTokMetrics
 
 /// LEVELS for -q: "1,5,9", "1-9", "1-3,7".
 public struct LevelList: ExpressibleByArgument, Sendable, Equatable {
@@ -128,14 +130,6 @@ public struct RTEval: ParsableCommand {
         return imageExtensions.contains(name[name.index(after: dot)...].lowercased())
     }
 
-    /// Quality of a decode against its reference at one size.
-    struct Quality {
-        var psnr: Double?          // nil: not computable; may be +infinity
-        var ssim: Double?
-        var msssim: Double?
-        var scales: Int            // MS-SSIM scales used (0: none)
-    }
-
     struct Row {
         var file: String
         var width: Int
@@ -145,25 +139,13 @@ public struct RTEval: ParsableCommand {
         var bpp: Double
         var encodeSeconds: Double
         var decodeSeconds: Double
-        var model: Quality
-        var original: Quality
+        var model: ImageQuality
+        var original: ImageQuality
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     static func seconds(since t: UInt64) -> Double { Double(now() &- t) / 1e9 }
-
-    static func quality(_ decoded: RGBImage, _ reference: RGBImage) throws -> Quality {
-        let psnr = try Metrics.psnr(decoded, reference)
-        let canSSIM = min(reference.width, reference.height) >= Metrics.windowSize
-        let ssim = canSSIM ? try Metrics.ssim(decoded, reference) : nil
-        var ms: Double? = nil, k = 0
-        if canSSIM {
-            let r = try Metrics.msssim(decoded, reference)
-            ms = r.value; k = r.scales
-        }
-        return Quality(psnr: psnr, ssim: ssim, msssim: ms, scales: k)
-    }
 
     public func run() throws {
         if version { print(ToolVersion.text(tool: "rteval")); return }
@@ -248,12 +230,11 @@ public struct RTEval: ParsableCommand {
                         ? native : Resample.resize(native, width: input.width, height: input.height, filter: .lanczos3)
                     let decodeSeconds = RTEval.seconds(since: t)
                     if realism { decodes[level] = native }
-                    let qModel = try RTEval.quality(native, view)
-                    let qOriginal = try RTEval.quality(full, input)
                     rows.append(Row(file: item.path, width: input.width, height: input.height, level: level,
                                     bytes: bytes, bpp: Double(bytes * 8) / Double(input.width * input.height),
                                     encodeSeconds: encodeSeconds, decodeSeconds: decodeSeconds,
-                                    model: qModel, original: qOriginal))
+                                    model: try ImageQuality.measure(native, against: view),
+                                    original: try ImageQuality.measure(full, against: input)))
                 } catch {
                     let msg = "level \(level): " + RTEnc.message(error)
                     console.error(path: item.path, msg)
@@ -296,29 +277,8 @@ public struct RTEval: ParsableCommand {
         var bpp: Double
         var encodeSeconds: Double
         var decodeSeconds: Double
-        var model: MeanQuality
-        var original: MeanQuality
-    }
-
-    /// Means over the images where each value is finite, and the scales seen.
-    struct MeanQuality {
-        var psnr: Double?
-        var psnrCount: Int
-        var ssim: Double?
-        var msssim: Double?
-        var scales: [Int]
-    }
-
-    static func mean(_ v: [Double]) -> Double? {
-        let f = v.filter { $0.isFinite }
-        return f.isEmpty ? nil : f.reduce(0, +) / Double(f.count)
-    }
-
-    static func meanQuality(_ q: [Quality]) -> MeanQuality {
-        let psnrs = q.compactMap { $0.psnr }.filter { $0.isFinite }
-        return MeanQuality(psnr: mean(psnrs), psnrCount: psnrs.count, ssim: mean(q.compactMap { $0.ssim }),
-                           msssim: mean(q.compactMap { $0.msssim }),
-                           scales: Set(q.filter { $0.msssim != nil }.map { $0.scales }).sorted())
+        var model: QualityMean
+        var original: QualityMean
     }
 
     static func means(_ rows: [Row], levels: [Int]) -> [Mean] {
@@ -330,7 +290,7 @@ public struct RTEval: ParsableCommand {
                         bpp: r.map { $0.bpp }.reduce(0, +) / n,
                         encodeSeconds: r.map { $0.encodeSeconds }.reduce(0, +) / n,
                         decodeSeconds: r.map { $0.decodeSeconds }.reduce(0, +) / n,
-                        model: meanQuality(r.map { $0.model }), original: meanQuality(r.map { $0.original }))
+                        model: QualityMean(r.map { $0.model }), original: QualityMean(r.map { $0.original }))
         }
     }
 
@@ -382,9 +342,9 @@ public struct RTEval: ParsableCommand {
                          + "  " + p(String(format: "%.1f", r.encodeSeconds * 1000), 8) + "  "
                          + p(String(format: "%.1f", r.decodeSeconds * 1000), 8) + "  "
                          + RTEval.qualityCells(psnr: r.model.psnr, ssim: r.model.ssim, msssim: r.model.msssim,
-                                               scales: [r.model.scales]) + "  "
+                                               scales: [r.model.msssimScales]) + "  "
                          + RTEval.qualityCells(psnr: r.original.psnr, ssim: r.original.ssim,
-                                               msssim: r.original.msssim, scales: [r.original.scales]) + "  "
+                                               msssim: r.original.msssim, scales: [r.original.msssimScales]) + "  "
                          + p("\(r.width)x\(r.height)", 11) + "  " + Console.show(r.file))
         }
         for m in means {
@@ -393,13 +353,13 @@ public struct RTEval: ParsableCommand {
                          + p(String(format: "%.1f", m.encodeSeconds * 1000), 8) + "  "
                          + p(String(format: "%.1f", m.decodeSeconds * 1000), 8) + "  "
                          + RTEval.qualityCells(psnr: m.model.psnr, ssim: m.model.ssim, msssim: m.model.msssim,
-                                               scales: m.model.scales) + "  "
+                                               scales: m.model.msssimScales) + "  "
                          + RTEval.qualityCells(psnr: m.original.psnr, ssim: m.original.ssim,
-                                               msssim: m.original.msssim, scales: m.original.scales) + "  "
+                                               msssim: m.original.msssim, scales: m.original.msssimScales) + "  "
                          + p("", 11) + "  mean of \(m.images) image" + (m.images == 1 ? "" : "s"))
         }
-        let fewer = rows.contains { ($0.model.msssim != nil && $0.model.scales < 5)
-            || ($0.original.msssim != nil && $0.original.scales < 5) }
+        let fewer = rows.contains { ($0.model.msssim != nil && $0.model.msssimScales < 5)
+            || ($0.original.msssim != nil && $0.original.msssimScales < 5) }
         if fewer {
             lines.append("MS-SSIM/k: k < 5 scales (image too small for 5), weights renormalized; not comparable with 5-scale MS-SSIM")
         }
@@ -418,16 +378,16 @@ public struct RTEval: ParsableCommand {
         return round(v, digits)
     }
 
-    static func jsonQuality(_ q: Quality) -> [String: Any] {
+    static func jsonQuality(_ q: ImageQuality) -> [String: Any] {
         var o: [String: Any] = ["psnr": json(q.psnr), "ssim": json(q.ssim), "msssim": json(q.msssim),
-                                "msssim_scales": q.msssim == nil ? NSNull() : q.scales as Any]
-        if let p = q.psnr, p.isInfinite { o["psnr_infinite"] = true }
+                                "msssim_scales": q.msssim == nil ? NSNull() : q.msssimScales as Any]
+        if q.psnr.isInfinite { o["psnr_infinite"] = true }
         return o
     }
 
-    static func jsonMeanQuality(_ q: MeanQuality) -> [String: Any] {
+    static func jsonMeanQuality(_ q: QualityMean) -> [String: Any] {
         ["psnr": json(q.psnr), "psnr_images": q.psnrCount, "ssim": json(q.ssim), "msssim": json(q.msssim),
-         "msssim_scales": q.scales]
+         "msssim_scales": q.msssimScales]
     }
 
     func printJSON(_ rows: [Row], means: [Mean], model: CodecModel, steps: Int, levels: [Int], errors: [(String, String)],
@@ -444,8 +404,8 @@ public struct RTEval: ParsableCommand {
              "encode_ms": RTEval.round(m.encodeSeconds * 1000, 1e3), "decode_ms": RTEval.round(m.decodeSeconds * 1000, 1e3),
              "model_resolution": RTEval.jsonMeanQuality(m.model), "original_size": RTEval.jsonMeanQuality(m.original)]
         }
-        let modelScales = Set(rows.filter { $0.model.msssim != nil }.map { $0.model.scales }).sorted()
-        let originalScales = Set(rows.filter { $0.original.msssim != nil }.map { $0.original.scales }).sorted()
+        let modelScales = Set(rows.filter { $0.model.msssim != nil }.map { $0.model.msssimScales }).sorted()
+        let originalScales = Set(rows.filter { $0.original.msssim != nil }.map { $0.original.msssimScales }).sorted()
         var out: [String: Any] = [
             "model": model.fingerprintHex, "model_path": model.path, "bootstrap": model.codec.bootstrap,
             "resolution": S, "steps": steps, "levels": levels,

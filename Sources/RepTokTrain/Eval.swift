@@ -3,12 +3,13 @@ import RepTokCodec
 import RepTokEval
 import RepTokFormat
 import RepTokImage
+import RepTokMetrics
 import RepTokModels
 import RepTokSafeTensors
 import RepTokTensor
 
 /// Image comparisons for the training evaluation (the codec's full metrics, SSIM among them, are
-/// RepTokEval.Metrics).
+/// RepTokMetrics.Metrics).
 public enum Baselines {
     /// PSNR (dB) of 8-bit RGB images of the same size (99 dB when identical).
     public static func psnr(_ a: RGBImage, _ b: RGBImage) -> Double {
@@ -77,7 +78,7 @@ public struct EvalRow: Codable, Sendable {
     public var level: Int?
     public var steps: Int?
     public var psnr: Double
-    /// Mean SSIM over pictures (RepTokEval.Metrics.ssim, scikit-image conventions).
+    /// Mean SSIM over pictures (RepTokMetrics.Metrics.ssim, scikit-image conventions).
     public var ssim: Double?
     /// Mean bytes per picture (whole .rtk record, or the raw thumbnail); nil when not a code.
     public var bytes: Double?
@@ -246,7 +247,7 @@ public enum Evaluator {
             for i in 0..<n {
                 let img = try f(i)
                 tp += Baselines.psnr(img, refs[i])
-                ts += try RepTokEval.Metrics.ssim(img, refs[i])
+                ts += try Metrics.ssim(img, refs[i])
                 out.append(img)
             }
             rows.append(EvalRow(name: name, level: level, steps: steps, psnr: tp / Double(n), ssim: ts / Double(n),

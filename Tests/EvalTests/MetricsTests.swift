@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import RepTokEval
+import RepTokMetrics
 import RepTokImage
 import RepTokTensor
 

@@ -1,5 +1,5 @@
 """Write Tests/EvalTests/Fixtures/metrics_reference.json: reference PSNR / SSIM / MS-SSIM values
-for RepTokEval's `Metrics`, from the reference implementations.
+for RepTokMetrics' `Metrics`, from the reference implementations.
 
 Run from the repository root:
     pip install -e 'python[train,reference]'     # torch and numpy pinned as for the fixtures
@@ -27,7 +27,7 @@ What it does:
                               size_average=True, win_size=11, win_sigma=1.5, K=(0.01, 0.03)),
                               in float64. For images with smaller side <= (11-1)*2^4 = 160, which
                               pytorch_msssim refuses (assert), it is the same computation with the
-                              first `msssim_scales` weights renormalized to sum to 1 (RepTokEval's
+                              first `msssim_scales` weights renormalized to sum to 1 (RepTokMetrics'
                               documented fallback), computed by `ms_ssim_scales` below, a
                               line-for-line copy of ms_ssim's loop over pytorch_msssim's own
                               `_ssim` and avg_pool2d, checked against ms_ssim itself for 5 scales;
@@ -176,7 +176,7 @@ def to_tensor(img: np.ndarray, dtype) -> torch.Tensor:
 
 
 def msssim_scales_for(h: int, w: int) -> int:
-    """RepTokEval's rule: the most scales K <= 5 with smaller side > (win-1) * 2^(K-1)."""
+    """RepTokMetrics' rule: the most scales K <= 5 with smaller side > (win-1) * 2^(K-1)."""
     s = min(h, w)
     k = 0
     while k < 5 and s > (WIN - 1) * 2 ** k:
@@ -310,7 +310,7 @@ def main() -> None:
         print(f"{name:24s} {e['width']}x{e['height']}  psnr {e['psnr']:.4f}  ssim {e['ssim']:.6f}  "
               f"ms-ssim {e['msssim']:.6f} ({e['msssim_scales']} scales; float32 {e['msssim_float32']:.6f})")
     doc = {
-        "description": "Reference PSNR/SSIM/MS-SSIM for RepTokEval.Metrics; written by python/scripts/metrics_reference.py "
+        "description": "Reference PSNR/SSIM/MS-SSIM for RepTokMetrics.Metrics; written by python/scripts/metrics_reference.py "
                        "(see its docstring for the exact calls). Images: base64 PNG, 8-bit RGB. "
                        "'inf' stands for +infinity.",
         "versions": {

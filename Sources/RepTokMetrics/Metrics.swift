@@ -8,7 +8,10 @@
 //  - All arithmetic is Double. No gamma handling: values are compared as stored (sRGB-encoded).
 //  - PSNR: 10 log10(R^2 / MSE), MSE over every sample of every channel (scikit-image's
 //    `peak_signal_noise_ratio(a, b, data_range=255)` on HxWx3 arrays). Identical inputs give
-//    `+infinity` (no cap: a caller that averages PSNRs must decide what to do with it).
+//    `+infinity`, no cap, in every tool (the one rule; ImageQuality in Quality.swift): text
+//    prints it "inf"; JSON, which has no infinity, writes the value `null` with
+//    `"psnr_infinite": true` beside it; a mean over pictures (QualityMean) leaves infinite values
+//    out and says over how many pictures it was taken.
 //  - SSIM: scikit-image's `structural_similarity(a, b, channel_axis=-1, data_range=255,
 //    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`: Gaussian window sigma 1.5
 //    truncated at 3.5 sigma (radius int(3.5 * 1.5 + 0.5) = 5, 11 taps, float64 weights),
