@@ -205,19 +205,13 @@ public struct RTGen: ParsableCommand {
                 // sample i at (row, column): by class (i % K, i / K) when cycling, else row-major, 8 wide
                 let rows = rowsByClass ?? (count + 7) / 8
                 let cols = rowsByClass.map { (count + $0 - 1) / $0 } ?? min(count, 8)
-                let gap = 2, W = cols * S + (cols + 1) * gap, H = rows * S + (rows + 1) * gap
-                var px = [UInt8](repeating: 255, count: W * H * 3)
+                var sheet = ImageGrid(rows: rows, columns: cols, cell: S)
                 for i in 0..<count {
-                    let img = render(i)
                     let (r, c) = rowsByClass.map { (i % $0, i / $0) } ?? (i / 8, i % 8)
-                    let x0 = gap + c * (S + gap), y0 = gap + r * (S + gap)
-                    for y in 0..<S {
-                        let dst = ((y0 + y) * W + x0) * 3
-                        px.replaceSubrange(dst..<dst + S * 3, with: img.pixels[(y * S * 3)..<((y + 1) * S * 3)])
-                    }
+                    sheet.place(render(i), row: r, column: c)
                     console.progress(done: count + i + 1, total: count * 2, name: names[i])
                 }
-                let png = try ImageIO.encode(RGBImage(width: W, height: H, pixels: px), format: .png)
+                let png = try sheet.png()
                 let pending = try PendingOutput(destination: gridPath, force: force, inputs: [])
                 try pending.write(png)
                 try pending.commit(inputs: [])

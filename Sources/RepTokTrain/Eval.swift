@@ -341,23 +341,11 @@ public enum Evaluator {
     }
 
     /// A PNG of `rows` pictures (indices spread evenly over `total`), one column per image list,
-    /// cells `cell` px with a 2 px white gap; written atomically.
+    /// cells `cell` px with a 2 px white gap (ImageGrid); written atomically.
     static func writeGrid(columns: [[RGBImage]], rows: Int, total: Int, cell S: Int, path: String) throws {
-        let gap = 2, C = columns.count
-        let W = C * S + (C + 1) * gap, H = rows * S + (rows + 1) * gap
-        var px = [UInt8](repeating: 255, count: W * H * 3)
-        for r in 0..<rows {
-            let i = r * total / rows
-            for c in 0..<C {
-                let img = columns[c][i]
-                let x0 = gap + c * (S + gap), y0 = gap + r * (S + gap)
-                for y in 0..<S {
-                    let src = y * S * 3, dst = ((y0 + y) * W + x0) * 3
-                    px.replaceSubrange(dst..<dst + S * 3, with: img.pixels[src..<src + S * 3])
-                }
-            }
-        }
-        let bytes = try ImageIO.encode(RGBImage(width: W, height: H, pixels: px), format: .png)
+        var sheet = ImageGrid(rows: rows, columns: columns.count, cell: S)
+        for r in 0..<rows { for (c, column) in columns.enumerated() { sheet.place(column[r * total / rows], row: r, column: c) } }
+        let bytes = try sheet.png()
         let tmp = path + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
             throw TrainError.data("cannot write \(tmp)")
