@@ -2,7 +2,7 @@
 // reptok: a single-token generative image codec (RepTok) with its own small NN engine.
 // Layers (each target imports only targets below it, and declares every target it imports):
 //   C shims -> RepTokTensor (kernels) -> RepTokNN (layers, optimizer) -> RepTokModels
-//   -> RepTokEval / RepTokCodec -> RepTokCLI, RepTokTrain -> thin executables;
+//   -> RepTokCodec -> RepTokEval -> RepTokCLI, RepTokTrain -> thin executables;
 //   RepTokSafeTensors (under RepTokModels), RepTokFormat and RepTokImage (under RepTokCodec) sit on
 //   the C shims; RepTokMetrics (under RepTokEval) on RepTokImage; RepTokData (under RepTokCLI and
 //   RepTokTrain) on RepTokTensor.
@@ -50,9 +50,11 @@ let package = Package(
 
         // Image-quality metrics (PSNR, SSIM, MS-SSIM) for rate-quality measurement.
         .target(name: "RepTokMetrics", dependencies: ["RepTokImage"]),
-        // The realism figure (Frechet distance on a frozen SSL encoder's features).
-        .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokImage", "RepTokMetrics", "RepTokModels", "RepTokSafeTensors",
-                                                  "RepTokTensor"]),
+        // The one evaluation harness of the codec (encode, record bytes, decode, metrics; the
+        // baselines and report of rttrain eval), and the realism figure (Frechet distance on a
+        // frozen SSL encoder's features).
+        .target(name: "RepTokEval", dependencies: ["CBLASLoader", "RepTokCodec", "RepTokFormat", "RepTokImage", "RepTokMetrics",
+                                                  "RepTokModels", "RepTokSafeTensors", "RepTokTensor"]),
 
         // Training data: packed whole images, random-resized-crop views.
         .target(name: "RepTokData", dependencies: ["RepTokTensor"]),
@@ -103,8 +105,9 @@ let package = Package(
             "RepTokSafeTensors", "RepTokModels", "RepTokNN", "RepTokTensor",
         ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "CRTKernels", "RepTokTestSupport"]),
-        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokCodec", "RepTokData", "RepTokImage", "RepTokModels",
-                                                   "RepTokNN", "RepTokSafeTensors", "RepTokTensor", "RepTokTestSupport"]),
+        .testTarget(name: "TrainTests", dependencies: ["RepTokTrain", "RepTokCodec", "RepTokData", "RepTokEval", "RepTokImage",
+                                                   "RepTokMetrics", "RepTokModels", "RepTokNN", "RepTokSafeTensors", "RepTokTensor",
+                                                   "RepTokTestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokMetrics", "RepTokTensor"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokNN", "RepTokSafeTensors", "RepTokTensor",

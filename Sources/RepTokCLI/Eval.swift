@@ -10,7 +10,8 @@
 //  - Images are evaluated one at a time, levels in order; the times are wall-clock times of
 //    Codec.encode (encoder forward + quantization) and of the decode (flow sampler at the model
 //    resolution, then the Lanczos resize to the original size, as Codec.decode does).
-//  - The figures are RepTokMetrics' ImageQuality and QualityMean.
+//  - The measurement is RepTokEval's harness (Harness.measure), the figures RepTokMetrics'
+//    ImageQuality and QualityMean.
 //  - A metric that cannot be computed at a size (SSIM and MS-SSIM need both sides >= 11) is
 //    printed as "-" (null in JSON); identical images give PSNR "inf" (null in JSON, with
 //    "psnr_infinite": true). Means are over the images where the value is finite.
@@ -143,10 +144,6 @@ public struct RTEval: ParsableCommand {
         var original: ImageQuality
     }
 
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-
-    static func seconds(since t: UInt64) -> Double { Double(now() &- t) / 1e9 }
-
     public func run() throws {
         if version { print(ToolVersion.text(tool: "rteval")); return }
         let console = Console(tool: "rteval", verbosity: quiet ? .quiet : .normal, progress: true)
@@ -220,21 +217,13 @@ public struct RTEval: ParsableCommand {
             var decodes: [Int: RGBImage] = [:]
             for level in levelList {
                 do {
-                    var t = RTEval.now()
-                    let record = try Codec.encode(input, model: model, options: EncodeOptions(level: level))
-                    let encodeSeconds = RTEval.seconds(since: t)
-                    let bytes = try record.serialized().count
-                    t = RTEval.now()
-                    let native = try Codec.decode(record, model: model, options: DecodeOptions(steps: steps, native: true))
-                    let full = (input.width == S && input.height == S)
-                        ? native : Resample.resize(native, width: input.width, height: input.height, filter: .lanczos3)
-                    let decodeSeconds = RTEval.seconds(since: t)
-                    if realism { decodes[level] = native }
+                    let m = try Harness.measure(input, view: view, model: model, level: level, steps: [steps], originalSize: true)
+                    let d = m.decodes[0]
+                    if realism { decodes[level] = d.image }
                     rows.append(Row(file: item.path, width: input.width, height: input.height, level: level,
-                                    bytes: bytes, bpp: Double(bytes * 8) / Double(input.width * input.height),
-                                    encodeSeconds: encodeSeconds, decodeSeconds: decodeSeconds,
-                                    model: try ImageQuality.measure(native, against: view),
-                                    original: try ImageQuality.measure(full, against: input)))
+                                    bytes: m.bytes, bpp: Double(m.bytes * 8) / Double(input.width * input.height),
+                                    encodeSeconds: m.encodeSeconds, decodeSeconds: d.seconds,
+                                    model: d.model, original: d.original!))
                 } catch {
                     let msg = "level \(level): " + RTEnc.message(error)
                     console.error(path: item.path, msg)

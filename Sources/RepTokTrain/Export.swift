@@ -4,6 +4,7 @@ import RepTokData
 import RepTokEval
 import RepTokFormat
 import RepTokImage
+import RepTokMetrics
 import RepTokModels
 import RepTokNN
 import RepTokSafeTensors
@@ -146,12 +147,12 @@ public enum Exporter {
         var knee: (ceiling: Double, chosen: Double)?
         if o.qualityTolerance > 0 {
             let refs = (0..<valSet.count).map { Codec.modelView(Pictures.picture(valSet, $0), size: S) }
-            let ceiling = meanPSNR(model, tokens: valTokens, refs: refs, steps: o.defaultSteps, sampler: o.sampler)
-            var chosen = meanPSNR(model, tokens: quantized(plain(base), valTokens, level: o.defaultLevel), refs: refs,
+            let ceiling = try meanPSNR(model, tokens: valTokens, refs: refs, steps: o.defaultSteps, sampler: o.sampler)
+            var chosen = try meanPSNR(model, tokens: quantized(plain(base), valTokens, level: o.defaultLevel), refs: refs,
                                   steps: o.defaultSteps, sampler: o.sampler)
             for _ in 0..<24 {
                 let next = base * Float(2.0.squareRoot())
-                let p = meanPSNR(model, tokens: quantized(plain(next), valTokens, level: o.defaultLevel), refs: refs,
+                let p = try meanPSNR(model, tokens: quantized(plain(next), valTokens, level: o.defaultLevel), refs: refs,
                                  steps: o.defaultSteps, sampler: o.sampler)
                 if p < ceiling - o.qualityTolerance { break }
                 base = next; chosen = p
@@ -217,19 +218,20 @@ public enum Exporter {
         return out
     }
 
-    /// Mean PSNR of decoding `tokens` (seed 0, as records are written) against `refs`.
-    static func meanPSNR(_ model: RepTokModel, tokens: [Float], refs: [RGBImage], steps: Int, sampler: String) -> Double {
+    /// Mean PSNR of decoding `tokens` (seed 0, as records are written) against `refs`: the
+    /// evaluation's mean (QualityMean), +infinity when every decode is identical.
+    static func meanPSNR(_ model: RepTokModel, tokens: [Float], refs: [RGBImage], steps: Int, sampler: String) throws -> Double {
         let D = model.decoder.config.tokenDim, S = model.decoder.config.imageSize
         let kind = SamplerKind(named: sampler)
-        var total = 0.0
+        var psnrs = [Double]()
         for (i, ref) in refs.enumerated() {
             // batch 1 with the record's noise, exactly as Codec.decodeRaw
             let z = Tensor([1, D], Array(tokens[i * D..<(i + 1) * D]))
             let noise = Philox4x32(seed: 0).gaussian([1, 3, S, S])
             let x = FlowSampler(kind, steps: steps).sample(noise: noise) { x, t in model.decoder.predictVelocity(x, t: t, z: z) }
-            total += Baselines.psnr(RGBImage(planar: x.array, width: S, height: S), ref)
+            psnrs.append(try Metrics.psnr(RGBImage(planar: x.array, width: S, height: S), ref))
         }
-        return total / Double(max(refs.count, 1))
+        return QualityMean.mean(psnrs) ?? .infinity
     }
 
     /// Latents z [n * D] of every picture's codec view (whole picture squashed to S x S).
@@ -604,7 +606,7 @@ extension Exporter {
         let parsed = try RTKRecord.parse(try rec.serialized())
         guard parsed.count == 1, parsed[0] == rec else { throw TrainError.export("record does not round-trip") }
         let back = try Codec.decode(parsed[0], model: cm, options: DecodeOptions(native: true))
-        let psnr = Baselines.psnr(back, Codec.modelView(pics[0], size: S))
+        let psnr = try Metrics.psnr(back, Codec.modelView(pics[0], size: S))
         let fileBytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return ExportReport(path: path, fileBytes: fileBytes, fingerprint: cm.fingerprintHex, baseStep: baseStep,
                             baseStepInSigma: baseStep / sigma1, defaultLevel: cm.codec.defaultLevel,

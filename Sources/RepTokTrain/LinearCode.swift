@@ -140,13 +140,9 @@ public struct LinearCode: Sendable {
         return -log2(max(p, 1e-300))
     }
 
-    /// One point of the code: k coefficients at one step, its mean bytes and mean PSNR.
-    public struct Point: Codable, Sendable, Equatable {
-        public var coefficients: Int
-        public var step: Double
-        public var bytes: Double
-        public var psnr: Double
-    }
+    /// One point of the code: k coefficients at one step, its mean bytes and mean PSNR (the
+    /// evaluation report's bar point).
+    public typealias Point = LinearBarPoint
 
     /// Mean payload bytes and PSNR over views [n, d] for every (k, step) of a grid.
     public func curve(views x: [Float], count n: Int, ks: [Int]? = nil, steps: Int = 40) -> [Point] {

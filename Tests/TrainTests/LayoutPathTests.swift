@@ -1,6 +1,8 @@
 import Foundation
 import RepTokCodec
+import RepTokEval
 import RepTokImage
+import RepTokMetrics
 import RepTokModels
 import RepTokNN
 import RepTokTensor
@@ -162,9 +164,9 @@ final class LayoutPathTests: XCTestCase {
         XCTAssertEqual(rep.views, 40)
         XCTAssertEqual(rep.modelPSNR, rep.linearPSNR, accuracy: 0.05)
         XCTAssertEqual(rep.layoutEnergy / rep.sslEnergy, 0.1, accuracy: 1e-3)
-        let meanColour = pics.map { p -> Double in
+        let meanColour = try pics.map { p -> Double in
             let v = RepTokCodec.Codec.modelView(p.image, size: 16)
-            return Baselines.psnr(Baselines.meanColour(v), v)
+            return try Metrics.psnr(Baselines.meanColour(v), v)
         }.reduce(0, +) / 20
         XCTAssertGreaterThan(rep.trainPSNR, meanColour + 3)
     }
