@@ -169,9 +169,28 @@ def perceptual(ref_png, dec_png) -> dict:
     return out
 
 
+def ours_row(ours, name, level):
+    """rteval's row of picture `name` at `level` (its bytes and metrics: the harness's, not
+    measured again here)."""
+    for r in ours["rows"]:
+        if Path(r["file"]).name == name and r["level"] == level:
+            return r
+    raise RuntimeError(f"rteval has no row for {name} at level {level}")
+
+
+def ours_metrics(row) -> dict:
+    """PSNR/SSIM/MS-SSIM at the original size from an rteval row (an infinite PSNR is null
+    with psnr_infinite in its JSON)."""
+    q = row["original_size"]
+    psnr = float("inf") if q.get("psnr_infinite") else q["psnr"]
+    return {"psnr": psnr, "ssim": q["ssim"], "msssim": q["msssim"]}
+
+
 def grid_cells(bins, images, model_args, ours, cl, figdir):
     """Per image: original, reptok at the default level and at 9, and each codec's pick at
-    <= GRID_BUDGET bytes (or its smallest file), with bytes, PSNR and perceptual scores."""
+    <= GRID_BUDGET bytes (or its smallest file), with bytes, PSNR and perceptual scores. reptok's
+    bytes and metrics are rteval's (the same record as rtenc writes: checked); the decodes are
+    made again for the picture and the perceptual scores."""
     default_level = ours["default_level"]
     cells = []
     with tempfile.TemporaryDirectory(prefix="reptok_grid_") as tmp:
@@ -182,7 +201,6 @@ def grid_cells(bins, images, model_args, ours, cl, figdir):
                 orig.load()
             ref_png = os.path.join(tmp, "ref.png")
             orig.save(ref_png)
-            ref = np.asarray(orig)
             row = {"image": name, "cells": []}
             for level in sorted({default_level, 9}):
                 rtk, png = os.path.join(tmp, "x.rtk"), os.path.join(tmp, "x.png")
@@ -191,9 +209,11 @@ def grid_cells(bins, images, model_args, ours, cl, figdir):
                 with Image.open(png) as d:
                     rec = d.convert("RGB")
                     rec.load()
-                m = cc.metrics(ref, np.asarray(rec))
-                row["cells"].append({"label": f"reptok q{level}", "bytes": os.path.getsize(rtk), "fits": True,
-                                     "image": rec, **m, **perceptual(ref_png, png)})
+                ev = ours_row(ours, name, level)
+                if os.path.getsize(rtk) != ev["bytes"]:
+                    raise RuntimeError(f"{name} level {level}: rtenc wrote {os.path.getsize(rtk)} bytes, rteval counted {ev['bytes']}")
+                row["cells"].append({"label": f"reptok q{level}", "bytes": ev["bytes"], "fits": True,
+                                     "image": rec, **ours_metrics(ev), **perceptual(ref_png, png)})
             for codec in cl["codecs"]:
                 got = pick(cl["rows"], name, codec, GRID_BUDGET)
                 if not got:
