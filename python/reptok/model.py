@@ -329,16 +329,57 @@ class Dinov2Encoder(nn.Module):
 # adapter
 
 class Adapter(nn.Module):
-    """z = c + proj(c) with proj a zero-initialized Linear(D, D)."""
+    """TokenAdapter (Sources/RepTokModels/RepTokModel.swift): z = c + proj(c), proj a
+    zero-initialized Linear(D, D); with a layout path (layout_dim m > 0) the token is
+    [c + proj(c), layout(coarse(x))]: the decoder-space view x [B, 3, S, S] box-averaged to
+    k x k (channel-major, [B, 3 k^2]) times `layout.weight` [m, 3 k^2] plus `layout.bias`."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, layout_dim: int = 0, layout_size: int = 0):
         super().__init__()
+        if (layout_dim == 0) != (layout_size == 0) or layout_dim < 0 or layout_size < 0:
+            raise ValueError(f"layout {layout_dim}/{layout_size}")
+        self.dim, self.layout_dim, self.layout_size = dim, layout_dim, layout_size
         self.proj = nn.Linear(dim, dim)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
+        if layout_dim:
+            self.layout = nn.Linear(3 * layout_size * layout_size, layout_dim)
+            nn.init.zeros_(self.layout.weight)
+            nn.init.zeros_(self.layout.bias)
+        else:
+            self.layout = None
 
-    def forward(self, c):
-        return c + self.proj(c)
+    @property
+    def token_dim(self) -> int:
+        return self.dim + self.layout_dim
+
+    @staticmethod
+    def coarse(x: torch.Tensor, k: int) -> torch.Tensor:
+        """TokenAdapter.coarse: box means of x [B, 3, S, S] over (S/k)^2 pixels -> [B, 3 k^2]."""
+        b, _, s, _ = x.shape
+        if s % k:
+            raise ValueError(f"coarse of {list(x.shape)} to {k}")
+        return F.avg_pool2d(x, s // k).reshape(b, -1)
+
+    def forward(self, c, x=None):
+        ssl = c + self.proj(c)
+        if self.layout is None:
+            return ssl
+        if x is None:
+            raise ValueError("an adapter with a layout path needs the picture (decoder space)")
+        lay = self.layout(self.coarse(x, self.layout_size).to(ssl.dtype))
+        return torch.cat([ssl, lay], dim=-1)
+
+
+def layout_shape(shape) -> tuple[int, int]:
+    """TokenAdapter.layoutShape: (m, k) of an `adapter.layout.weight` shape [m, 3 k^2]; (0, 0) for None."""
+    if shape is None:
+        return 0, 0
+    s = list(shape)
+    k = int(round(math.sqrt((s[1] if len(s) == 2 else 0) // 3)))
+    if len(s) != 2 or not 1 <= s[0] <= 4096 or not 1 <= k <= 64 or 3 * k * k != s[1]:
+        raise ValueError(f"adapter.layout.weight has shape {s}, expected [m, 3 k^2] with k <= 64")
+    return s[0], k
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,26 +556,27 @@ class RepTok(nn.Module):
     """
 
     def __init__(self, config: dict | None = None, *, encoder: Dinov2Encoder | None = None,
-                 decoder: FlowDecoder | None = None):
+                 decoder: FlowDecoder | None = None, layout_dim: int = 0, layout_size: int = 0):
         super().__init__()
+        m = layout_dim
         if config is not None:
             if encoder is not None or decoder is not None:
                 raise ValueError("give a config or the encoder and decoder modules, not both")
             ecfg, dcfg = encoder_config(config["encoder"]), decoder_config(config["decoder"])
             self.encoder = Dinov2Encoder(ecfg)
             d = self.encoder.config["hidden_size"]
-            if dcfg["token_dim"] != d:
-                raise ValueError("decoder token_dim must equal encoder hidden_size")
-            self.adapter = Adapter(d)
+            if dcfg["token_dim"] != d + m:
+                raise ValueError("decoder token_dim must equal encoder hidden_size + layout_dim")
+            self.adapter = Adapter(d, layout_dim, layout_size)
             self.decoder = FlowDecoder(dcfg)
         else:
             if encoder is None or decoder is None:
                 raise ValueError("give a config, or both encoder and decoder")
             d = encoder.config["hidden_size"]
-            if decoder.config["token_dim"] != d:
-                raise ValueError("decoder token_dim must equal encoder hidden_size")
+            if decoder.config["token_dim"] != d + m:
+                raise ValueError("decoder token_dim must equal encoder hidden_size + layout_dim")
             self.encoder = encoder
-            self.adapter = Adapter(d)
+            self.adapter = Adapter(d, layout_dim, layout_size)
             self.decoder = decoder
         self.config = {"encoder": self.encoder.config, "decoder": self.decoder.config}
         self.register_buffer("frozen_cls_token", self.encoder.embeddings.cls_token.detach().clone())
@@ -604,12 +646,15 @@ class RepTok(nn.Module):
         return ((x + 1) * 127.5 / 255 - self.img_mean) / self.img_std
 
     def encode_pixels255(self, px):
-        """The latent z of pixels in [0, 255] ([B, 3, S, S], e.g. the codec's model view)."""
-        return self.adapter(self.encoder((px / 255 - self.img_mean) / self.img_std)[0])
+        """The latent z of pixels in [0, 255] ([B, 3, S, S], e.g. the codec's model view);
+        TokenAdapter.latent: the layout path reads px / 127.5 - 1."""
+        c = self.encoder((px / 255 - self.img_mean) / self.img_std)[0]
+        return self.adapter(c, px / 127.5 - 1 if self.adapter.layout is not None else None)
 
-    def encode(self, pixels_enc):
-        """The latent z = adapter(encoder token) of encoder-normalized pixels."""
-        return self.adapter(self.encoder(pixels_enc)[0])
+    def encode(self, pixels_enc, x=None):
+        """The latent z = adapter(encoder token) of encoder-normalized pixels (x: the same view in
+        decoder space, read by the layout path)."""
+        return self.adapter(self.encoder(pixels_enc)[0], x)
 
     def frozen_token(self, pixels_enc):
         with torch.no_grad():
@@ -636,10 +681,14 @@ class RepTok(nn.Module):
             return loss, flow, cos_loss, z
         return loss, flow, cos_loss
 
-    def forward(self, x, t, noise, tn_draw, tn_rel: float, lam: float, amp: torch.dtype | None, world: int):
+    def forward(self, x, t, noise, tn_draw, tn_rel: float, lam: float, amp: torch.dtype | None, world: int,
+                layout_keep: torch.Tensor | None = None):
         """The trainer's objective (loss, flow, cos, token noise std): TokenizerObjective.lossAndGradients.
-        x: decoder-space views [B, 3, S, S]; token noise `z + sigma tn_draw` with sigma = tn_rel x
-        RMS_d std_b(z) over the GLOBAL batch (all-gathered over `world` processes)."""
+        x: decoder-space views [B, 3, S, S]; token noise `z + sigma tn_draw` ([B, D + m]) with sigma =
+        tn_rel x RMS_d std_b(z) over the GLOBAL batch (all-gathered over `world` processes).
+        With a layout path the cosine term compares the whole token with the frozen SSL token
+        padded with m zeros (RepTokModel.paddedTarget); `layout_keep` [B] (ints): sample b's
+        decoder sees only its first layout_keep[b] layout coordinates (the rest zero, no gradient)."""
         ac = torch.autocast(device_type=x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
         with ac:
             pe = self.normalize(x)
@@ -647,8 +696,11 @@ class RepTok(nn.Module):
                 fe = self.frozen_encoder
                 c0 = fe(pe)[0] if fe is not None else self.encoder(pe, cls_token=self.frozen_cls_token)[0]
             c = self.encoder(pe)[0]
-            z = self.adapter(c).float()
+            z = self.adapter(c, x if self.adapter.layout is not None else None).float()
         c0 = c0.float()
+        m = self.adapter.layout_dim
+        if m:
+            c0 = torch.cat([c0, c0.new_zeros(c0.shape[0], m)], dim=-1)
         std = torch.zeros((), device=x.device)
         zn = z
         if tn_rel > 0:
@@ -661,6 +713,11 @@ class RepTok(nn.Module):
                 var = zd.double().var(dim=0, unbiased=True)
                 std = (tn_rel * var.mean().sqrt()).float()
                 zn = z + std * tn_draw
+        if m and layout_keep is not None:
+            d = self.adapter.dim
+            col = torch.arange(z.shape[1], device=z.device)[None]
+            keep = layout_keep.to(z.device).clamp_min(0)[:, None]
+            zn = zn * ((col < d) | (col - d < keep)).to(zn.dtype)
         tb = t.view(-1, 1, 1, 1)
         xt = (1 - tb) * x + tb * noise
         with ac:
@@ -846,7 +903,8 @@ def load_reptok(path: str, dtype=torch.float32) -> RepTok:
     cfg = json.loads(meta[CONFIG_KEY])
     if cfg.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} file")
-    model = RepTok(cfg)
+    m, k = layout_shape(tensors["adapter.layout.weight"].shape if "adapter.layout.weight" in tensors else None)
+    model = RepTok(cfg, layout_dim=m, layout_size=k)
     _load_part(model.encoder, tensors, "encoder.")
     _load_part(model.adapter, tensors, "adapter.")
     _load_part(model.decoder, tensors, "decoder.")
@@ -884,7 +942,7 @@ def load_decoder(path: str, prefix: str = "decoder.", config: dict | None = None
 
 
 __all__ = [
-    "Dinov2Encoder", "Adapter", "FlowDecoder", "RepTok", "patchify", "unpatchify", "timestep_features",
+    "Dinov2Encoder", "Adapter", "layout_shape", "FlowDecoder", "RepTok", "patchify", "unpatchify", "timestep_features",
     "sincos_2d", "bilinear_matrix", "attention", "sdpa_attention", "set_attention", "encoder_config",
     "decoder_config", "encoder_config_from_hf", "reptok_metadata", "reptok_state", "save_tensors",
     "load_state_dict_file", "save_reptok", "load_reptok", "load_encoder", "load_decoder", "init_encoder",

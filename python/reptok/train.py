@@ -85,7 +85,10 @@ TRAIN_FIELDS = [
     ("data", "data"), ("val", "val"), ("encoder_path", "encoder"), ("enc_width", "enc_width"),
     ("enc_depth", "enc_depth"), ("enc_heads", "enc_heads"), ("enc_patch", "enc_patch"), ("tune", "tune"),
     ("lambda", "lam"), ("image_size", "image_size"), ("patch", "patch"), ("width", "width"), ("depth", "depth"),
-    ("heads", "heads"), ("prediction", "prediction"), ("skip_size", "skip_size"), ("skip_init_std", "skip_init_std"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
+    ("heads", "heads"), ("prediction", "prediction"), ("skip_size", "skip_size"), ("skip_init_std", "skip_init_std"),
+    ("init_from", "init_from"), ("layout_dim", "layout_dim"), ("layout_size", "layout_size"),
+    ("layout_share", "layout_share"), ("layout_lr", "layout_lr"), ("layout_init", "layout_init"),
+    ("layout_drop", "layout_drop"), ("skip_input", "skip_input"), ("batch", "batch"), ("lr", "lr"), ("min_lr", "min_lr"),
     ("warmup", "warmup"), ("steps", "steps"), ("minutes", "minutes"), ("weight_decay", "weight_decay"),
     ("clip", "clip"), ("ema", "ema"), ("ema_warmup", "ema_warmup"), ("token_noise", "token_noise"),
     ("t_uniform", "t_uniform"), ("t_one", "t_one"), ("whole_view", "whole_view"),
@@ -93,6 +96,7 @@ TRAIN_FIELDS = [
     ("shrink_pictures", "shrink_pictures"), ("seed", "seed"), ("checkpoint_minutes", "checkpoint_minutes"),
     ("log_every", "log_every")]
 FLOAT32_FIELDS = {"lambda", "lr", "min_lr", "weight_decay", "clip", "ema", "token_noise", "t_uniform", "t_one", "skip_init_std",
+                  "layout_share", "layout_lr", "layout_drop",
                   "whole_view", "min_crop_area", "jitter"}
 
 
@@ -156,7 +160,9 @@ def build(args, run: Run, ckpt=None):
         cfg = json.loads(meta[CONFIG_KEY])
         encoder = rt.Dinov2Encoder(cfg["encoder"])
         decoder = rt.FlowDecoder(cfg["decoder"])
-        model = RepTok(encoder=encoder, decoder=decoder)
+        m, k = rt.layout_shape(tensors["param.adapter.layout.weight"].shape
+                               if "param.adapter.layout.weight" in tensors else None)
+        model = RepTok(encoder=encoder, decoder=decoder, layout_dim=m, layout_size=k)
         # the frozen reference: the frozen encoder, or the live encoder with the frozen [CLS]
         src = "frozen.encoder." if "frozen.encoder.layernorm.weight" in tensors else "param.encoder."
         encoder.load_state_dict({k: tensors[src + k] for k in encoder.state_dict()})
@@ -177,16 +183,44 @@ def build(args, run: Run, ckpt=None):
                                         layerscale_value=1.0, layer_norm_eps=1e-6))
         init_encoder(encoder, mix64(args.seed, 0xE1C0DE))
     decoder = rt.FlowDecoder(dict(image_size=S, patch_size=args.patch, width=args.width, depth=args.depth,
-                                  num_heads=args.heads, token_dim=encoder.config["hidden_size"],
-                                  prediction=args.prediction, skip_size=args.skip_size))
+                                  num_heads=args.heads, token_dim=encoder.config["hidden_size"] + args.layout_dim,
+                                  prediction=args.prediction, skip_size=args.skip_size, skip_input=args.skip_input))
     init_decoder(decoder, mix64(args.seed, 0xDEC0DE))
-    if args.skip_init_std > 0 and decoder.latent_skip is not None:
-        with torch.no_grad():
-            decoder.latent_skip.weight.normal_(0, args.skip_init_std)
-    model = RepTok(encoder=encoder, decoder=decoder)
+    model = RepTok(encoder=encoder, decoder=decoder, layout_dim=args.layout_dim,
+                   layout_size=args.layout_size if args.layout_dim else 0)
     mode, k = parse_tune(args.tune)
     model.set_tune(mode, k)
+    if args.init_from:
+        # TokenizerTrainer.init: after setTune, so the frozen reference stays --encoder's
+        init_from_model(model, args.init_from, run.log)
+    if args.skip_init_std > 0 and decoder.latent_skip is not None and not bool(decoder.latent_skip.weight.any()):
+        with torch.no_grad():
+            decoder.latent_skip.weight.normal_(0, args.skip_init_std)
     return model, None, None
+
+
+def init_from_model(model: RepTok, path: str, log=None):
+    """--init-from: every network weight (encoder.*, adapter.* with the layout path, decoder.*)
+    from a codec model file (F16 or F32, read as float32); the shapes must match the run's. As
+    rttrain: a model without the latent skip (or skip input) leaves that part at its zero start."""
+    tensors, meta = rt.load_state_dict_file(path)
+    has_skip = "decoder.latent_skip.weight" in tensors
+    has_skip_in = "decoder.skip_embed.weight" in tensors
+    n = 0
+    with torch.no_grad():
+        for name, p in model.named_weights():
+            if name not in tensors:
+                if (name.startswith("decoder.latent_skip.") and not has_skip) or \
+                        (name.startswith("decoder.skip_embed.") and not has_skip_in):
+                    continue
+                raise SystemExit(f"--init-from {path}: no tensor {name} (the run's shapes must match the model's)")
+            t = tensors[name]
+            if list(t.shape) != list(p.shape):
+                raise SystemExit(f"--init-from {path}: {name} has shape {list(t.shape)}, the run's is {list(p.shape)}")
+            p.copy_(t.float())
+            n += 1
+    if log:
+        log(f"reptok-train: --init-from {path}: {n} tensors")
 
 
 def validate(args):
@@ -233,6 +267,28 @@ def validate(args):
         bad("--prediction must be x or v")
     if not 0 <= args.skip_size <= min(64, args.image_size) or (args.skip_size and args.prediction != "x"):
         bad("--skip-size must be 0-64 (at most --image-size) and needs --prediction x")
+    if not 0 <= args.layout_dim <= 2048:
+        bad(f"--layout-dim {args.layout_dim}: 0-2048")
+    if args.layout_dim > 0:
+        if not (1 <= args.layout_size <= 64 and args.image_size % args.layout_size == 0):
+            bad(f"--layout-size {args.layout_size} must divide --image-size {args.image_size} (1-64)")
+        if args.skip_size == 0:
+            bad("--layout-dim needs the latent skip (--skip-size)")
+        if not (args.layout_share > 0 and math.isfinite(args.layout_share)):
+            bad(f"--layout-share {args.layout_share}")
+        if not (args.layout_lr >= 0 and math.isfinite(args.layout_lr)):
+            bad(f"--layout-lr {args.layout_lr}")
+        if args.layout_init not in ("pca", "random"):
+            bad("--layout-init must be pca or random")
+        if not args.init_from:
+            bad("a fresh layout path starts from the PCA of the training views (LayoutInit), which only rttrain "
+                "computes: give --init-from MODEL (a layout-path codec model file, e.g. the default)")
+    if not 0 <= args.layout_drop <= 1 or (args.layout_drop and not args.layout_dim):
+        bad(f"--layout-drop {args.layout_drop}: 0-1, with --layout-dim")
+    if args.skip_input and not args.skip_size:
+        bad("--skip-input needs the latent skip (--skip-size)")
+    if args.init_from and not os.path.exists(args.init_from):
+        bad(f"--init-from {args.init_from}: no such file")
 
 
 def train(args):
@@ -271,8 +327,17 @@ def train(args):
     if model.frozen_encoder is not None:
         model.frozen_encoder.to(device)
     decay = decay_mask(model)
-    groups = [{"params": [p for n, p in trainable if n in decay], "weight_decay": f32(args.weight_decay)},
-              {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0}]
+    # TrainConfig.applyLayoutRates: with a layout path, adapter.layout.* and decoder.latent_skip.*
+    # train at layout_lr x the rate, without weight decay
+    slow = {n for n, _ in trainable if model.adapter.layout_dim > 0
+            and (n.startswith("adapter.layout.") or n.startswith("decoder.latent_skip."))}
+    groups = [{"params": [p for n, p in trainable if n in decay and n not in slow], "weight_decay": f32(args.weight_decay),
+               "lr_scale": 1.0},
+              {"params": [p for n, p in trainable if n not in decay and n not in slow], "weight_decay": 0.0,
+               "lr_scale": 1.0}]
+    if slow:
+        groups.append({"params": [p for n, p in trainable if n in slow], "weight_decay": 0.0,
+                       "lr_scale": f32(args.layout_lr)})
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(groups, lr=f32(args.lr), betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
     ema = [p.detach().clone() for _, p in trainable]
@@ -332,7 +397,9 @@ def train(args):
     Bl = B // world
     slot0, slot1 = rank * Bl, (rank + 1) * Bl
     S = args.image_size
-    D = model.encoder.config["hidden_size"]
+    D = model.adapter.token_dim    # the token noise draw covers the layout coordinates too
+    M = model.adapter.layout_dim
+    drop = f32(args.layout_drop)
     data = open_pictures(args.data, args.verify_crc, 4 * S if args.shrink_pictures and os.path.isdir(args.data) else None)
     if args.shrink_pictures and not os.path.isdir(args.data):
         t0 = time.time()
@@ -420,14 +487,16 @@ def train(args):
         noise = philox_gaussians(rnd.key, StepRandom.FLOW, slot0 * per, Bl * per, device).view(Bl, 3, S, S)
         draw = philox_gaussians(rnd.key, StepRandom.TOKEN, slot0 * D, Bl * D, device).view(Bl, D) \
             if tn_rel > 0 else None
+        keep = torch.tensor(rnd.layout_keep(B, M, drop)[slot0:slot1], dtype=torch.int64, device=device) \
+            if M > 0 and drop > 0 else None
         opt.zero_grad()
-        loss, flow, cos, nstd = fwd(x, t, noise, draw, tn_rel, lam, amp, world)
+        loss, flow, cos, nstd = fwd(x, t, noise, draw, tn_rel, lam, amp, world, keep)
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_([p for _, p in trainable], f32(args.clip)))
         rate = warmup_cosine(s, args.lr, args.min_lr, args.warmup, total)
         if math.isfinite(gn):
             for g in opt.param_groups:
-                g["lr"] = rate
+                g["lr"] = float(np.float32(rate) * np.float32(g["lr_scale"]))
             opt.step()
             ema_updates += 1
             k = np.float32(ema_updates)
@@ -485,6 +554,13 @@ def train(args):
     if world > 1:
         dist.destroy_process_group()
     if stopped:
+        if args.weights_out and rank == 0:   # what a run cut short by a time limit still brings back
+            with torch.no_grad():
+                for (_, p), e in zip(trainable, ema):
+                    p.copy_(e)
+            state["wall_seconds"] = wall()
+            save_weights(args.weights_out, model, args, state)
+            run.log(f"reptok-train: wrote the EMA weights of step {state['step']} to {args.weights_out}")
         return 0
     return finish(args, run, model, trainable, ema, state, device, wall)
 
@@ -498,6 +574,14 @@ def finish(args, run, model, trainable, ema, state, device, wall):
     with torch.no_grad():
         for (_, p), e in zip(trainable, ema):
             p.copy_(e)
+    if args.weights_out:
+        save_weights(args.weights_out, model, args, state)
+        run.log(f"reptok-train: wrote the EMA weights to {args.weights_out} "
+                f"({os.path.getsize(args.weights_out)} bytes; rttrain export reads them after `reptok-train --expand`)")
+    if model.adapter.layout_dim > 0:
+        run.log("reptok-train: no torch export for a layout-path model (laplace quantizer, step modes): "
+                "run `rttrain export --checkpoint` on the checkpoint (or on --weights-out after --expand)")
+        return 0
     if args.export_out is None:
         args.export_out = os.path.join(args.out, "model.safetensors")
     t0 = time.time()
@@ -507,6 +591,67 @@ def finish(args, run, model, trainable, ema, state, device, wall):
     if run.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return 0
+
+
+# ==============================================================================================
+# weights-only checkpoints (small enough to travel back from a device) and their expansion
+
+def save_weights(path: str, model: RepTok, args, state: dict):
+    """The model's current weights (call with the EMA weights in place) as `ema.<key>` for every
+    weight, F32, with the checkpoint's reptok.train / reptok.config metadata and frozen.cls_token:
+    no optimizer moments, no frozen encoder. `expand_weights` turns it into a checkpoint that
+    `rttrain export --checkpoint` reads."""
+    ts = {"ema." + n: p.detach().float() for n, p in model.named_weights()}
+    ts["frozen.cls_token"] = model.frozen_cls_token.detach().float()
+    cfg = {k: v for k, v in train_config(args).items() if v is not None}
+    st = {"format": "reptok-train-checkpoint", "version": 1, "config": cfg, "step": state["step"],
+          "total_steps": state["total_steps"], "wall_seconds": round(float(state["wall_seconds"]), 3),
+          "samples": state["samples"], "threads": state.get("threads", 1)}
+    meta = {"reptok.train": json.dumps(st, sort_keys=True), "reptok.weights": "ema",
+            CONFIG_KEY: config_json(model.encoder.config, model.decoder.config)}
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    write_safetensors(path, ts, meta)
+
+
+def expand_weights(src: str, dst: str):
+    """A checkpoint (TokenizerTrainer's layout) from a `save_weights` file: param.* = ema.* = the
+    saved weights, zero Adam moments, frozen.cls_token; rttrain export --checkpoint exports its EMA
+    weights. (Resuming it would restart the optimizer; it is meant for the export.)"""
+    tensors, meta = rt.load_state_dict_file(src)
+    if "reptok.train" not in meta or CONFIG_KEY not in meta:
+        raise SystemExit(f"{src}: not a reptok.train weights file")
+    st = json.loads(meta["reptok.train"])
+    tune = st["config"].get("tune", "all")
+    depth = int(json.loads(meta[CONFIG_KEY])["encoder"]["num_hidden_layers"])
+    ts = {"frozen.cls_token": tensors["frozen.cls_token"].float()}
+    for k, v in tensors.items():
+        if not k.startswith("ema."):
+            continue
+        n = k[4:]
+        ts["param." + n] = v.float()
+        trainable = n.startswith("adapter.") or n.startswith("decoder.") or (
+            n == "encoder.embeddings.cls_token" or (tune != "cls" and n != "encoder.embeddings.mask_token"
+                                                    and (tune == "all" or _in_last(n, tune, depth))))
+        if trainable:
+            ts[k] = v.float()
+            ts["adam.m." + n] = torch.zeros_like(v, dtype=torch.float32)
+            ts["adam.v." + n] = torch.zeros_like(v, dtype=torch.float32)
+    tm = {"trainer": TRAINER, "expanded_from": os.path.basename(src), "optimizer_step": 0}
+    out = {"reptok.train": meta["reptok.train"], CONFIG_KEY: meta[CONFIG_KEY], "reptok.torch": json.dumps(tm, sort_keys=True)}
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    write_safetensors(dst, ts, out)
+
+
+def _in_last(n: str, tune: str, depth: int) -> bool:
+    """Whether encoder weight n trains with tune last:K (the last K blocks and the final norm)."""
+    k = int(tune.split(":")[1])
+    if n.startswith("encoder.layernorm."):
+        return True
+    if n.startswith("encoder.encoder.layer."):
+        i = int(n.split(".")[3])
+        return i >= depth - k
+    return False
 
 
 # ==============================================================================================
@@ -530,6 +675,18 @@ def main(argv=None):
     a("--prediction", default="x", choices=["x", "v"])
     a("--skip-size", type=int, default=0, help="decoder latent skip k (0: none)")
     a("--skip-init-std", type=float, default=0.0, help="std of a random latent-skip init (0: zero)")
+    a("--skip-input", action="store_true", help="the decoder also embeds the latent skip's picture (zero start)")
+    a("--init-from", help="warm start from a codec model file (every network weight; same shapes; fresh "
+                          "optimizer; the frozen reference stays --encoder's), as rttrain tokenizer --init-from")
+    a("--layout-dim", type=int, default=0, help="layout path: linear layout coordinates in the token (0: none; "
+                                                "needs --skip-size and --init-from)")
+    a("--layout-size", type=int, default=32, help="side of the coarse picture the layout path reads")
+    a("--layout-share", type=float, default=0.1, help="recorded only (the PCA start is rttrain's)")
+    a("--layout-lr", type=float, default=0.05, help="learning-rate multiplier (and no weight decay) of "
+                                                    "adapter.layout.* and decoder.latent_skip.*")
+    a("--layout-init", default="pca", choices=["pca", "random"], help="recorded only (see --layout-share)")
+    a("--layout-drop", type=float, default=0.0, help="probability that a sample's decoder sees only the "
+                                                     "first K layout coordinates (K log-uniform)")
     a("--enc-width", type=int, default=192)
     a("--enc-depth", type=int, default=6)
     a("--enc-heads", type=int, default=3)
@@ -561,6 +718,9 @@ def main(argv=None):
     a("--no-export", action="store_true")
     a("--export-only", action="store_true", help="export the checkpoint in --out (no training)")
     a("--export-out", help="model file (default RUN/model.safetensors)")
+    a("--weights-out", help="also write the final EMA weights alone (F32, no optimizer moments) to this file")
+    a("--expand", nargs=2, metavar=("WEIGHTS", "CHECKPOINT"),
+      help="write a checkpoint that rttrain export --checkpoint reads from a --weights-out file, and exit")
     a("--fp16", action="store_true", help="F16 network weights in the model file")
     a("--record-bytes", type=int, default=128)
     a("--fit-fraction", type=float, default=1.0)
@@ -588,6 +748,9 @@ def main(argv=None):
     set_default_zstd(args.zstd)
     if args.fingerprint:
         print(fingerprint(args.fingerprint))
+        return 0
+    if args.expand:
+        expand_weights(*args.expand)
         return 0
     if not args.out:
         ap.error("--out is required")
