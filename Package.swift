@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "RepTokSafeTensors", dependencies: ["CRTKernels"]),
         .target(name: "RepTokTensor", dependencies: ["CBLASLoader", "CRTKernels"]),
         .target(name: "RepTokNN", dependencies: ["CRTKernels", "RepTokTensor"]),
-        .target(name: "RepTokModels", dependencies: ["CRTKernels", "RepTokNN", "RepTokTensor", "RepTokSafeTensors"]),
+        .target(name: "RepTokModels", dependencies: ["RepTokNN", "RepTokTensor", "RepTokSafeTensors"]),
 
         // The .rtk container: records, varints, checksums, caps, zstd payload helpers. No model code.
         .target(name: "RepTokFormat", dependencies: ["CZstd"]),

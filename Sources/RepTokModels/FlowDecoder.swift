@@ -1,5 +1,4 @@
 import Foundation
-import CRTKernels
 import RepTokNN
 import RepTokTensor
 
@@ -199,7 +198,7 @@ final class DecoderBlock: Module {
     /// the threads change the result.
     func inferRows(_ h: UnsafeMutablePointer<Float>, md: UnsafePointer<Float>, T: Int, packs k: RowPacks,
                    ranges: [(Int, Int)], run: ((Int) -> Void, (Int) -> Void) -> Void) {
-        let W = self.W, C3 = 3 * W, F = k.fc1.N, S = 6 * W, heads = attn.heads
+        let W = self.W, C3 = 3 * W, F = k.fc1.N, heads = attn.heads
         let (e1, e2) = (norm1.eps, norm2.eps)
         let bq = attn.qkvLinear?.bias?.value, bp = attn.proj.bias?.value, b1 = mlp.fc1.bias?.value, b2 = mlp.fc2.bias?.value
         let qkv = Tensor(uninitialized: [T, C3]), nb = Tensor(uninitialized: [T, W]), mb = Tensor(uninitialized: [T, W])
@@ -211,8 +210,8 @@ final class DecoderBlock: Module {
         run({ c in
             let (r0, r1) = ranges[c], n = r1 - r0
             guard n > 0 else { return }
-            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h, nil, nil, r0, r1, W, e1)
-            rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md, md + W, S, 1, n, W)
+            Ops.layerNormRows(into: nb.data, h, rows: r0, r1, width: W, eps: e1, mean: stats.data, rstd: stats.data + T)
+            Ops.modulateRows(into: mb.data + r0 * W, nb.data + r0 * W, rows: n, width: W, shift: md, scale: md + W)
             Ops.linearOneThread(into: qkv.data + r0 * C3, ldy: C3, mb.data + r0 * W, ldx: W, n: n, packed: k.qkv, bq)
         }, { c in
             let (r0, r1) = ranges[c], n = r1 - r0
@@ -220,12 +219,12 @@ final class DecoderBlock: Module {
             Attention.queryRows(qkv.data, T: T, heads: heads, width: W, r0: r0, r1: r1, out: o.data, ldo: W,
                                 scratch: scratch.data + c * per)
             Ops.linearOneThread(into: a.data + r0 * W, ldy: W, o.data + r0 * W, ldx: W, n: n, packed: k.proj, bp)
-            rt_gate_add_fwd(h + r0 * W, a.data + r0 * W, md + 2 * W, S, 1, n, W)
-            rt_layernorm_fwd(nb.data, stats.data, stats.data + T, h, nil, nil, r0, r1, W, e2)
-            rt_modulate_fwd(mb.data + r0 * W, nb.data + r0 * W, md + 3 * W, md + 4 * W, S, 1, n, W)
+            Ops.gateAddRows(h + r0 * W, a.data + r0 * W, rows: n, width: W, gate: md + 2 * W)
+            Ops.layerNormRows(into: nb.data, h, rows: r0, r1, width: W, eps: e2, mean: stats.data, rstd: stats.data + T)
+            Ops.modulateRows(into: mb.data + r0 * W, nb.data + r0 * W, rows: n, width: W, shift: md + 3 * W, scale: md + 4 * W)
             Ops.linearOneThread(into: f1.data + r0 * F, ldy: F, mb.data + r0 * W, ldx: W, n: n, packed: k.fc1, b1, activation: .gelu)
             Ops.linearOneThread(into: a.data + r0 * W, ldy: W, f1.data + r0 * F, ldx: F, n: n, packed: k.fc2, b2)
-            rt_gate_add_fwd(h + r0 * W, a.data + r0 * W, md + 5 * W, S, 1, n, W)
+            Ops.gateAddRows(h + r0 * W, a.data + r0 * W, rows: n, width: W, gate: md + 5 * W)
         })
     }
 

@@ -228,6 +228,31 @@ public enum Ops {
         rt_gate_add_bwd(dy.data, dmod.data + gateAt, dh.data, y.data, mod.data + gateAt, stride, B, T, C)
     }
 
+    // MARK: - Row ranges (the decoder's packed inference rows)
+    // Raw-buffer forms of `layerNorm`, `modulate` and `gateAdd` for a range of rows of one
+    // sequence, on the calling thread: the same kernels, so a row gets the same bits as through
+    // the tensor forms (RepTokTensorTests checks that), whatever range it is computed in.
+
+    /// Rows [r0, r1) of `layerNorm(x, nil, nil, eps:)` (no affine) for x, y [rows, C]: y's rows
+    /// r0..<r1 and the rows' mean and rstd at `mean[r]`, `rstd[r]`.
+    public static func layerNormRows(into y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows r0: Int, _ r1: Int,
+                                     width C: Int, eps: Float, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        rt_layernorm_fwd(y, mean, rstd, x, nil, nil, r0, r1, C, eps)
+    }
+
+    /// `modulate` of n rows of one sequence: y[r, :] = x[r, :] * (1 + scale) + shift, shift and
+    /// scale [C] (a picture's modulation row at its column offsets).
+    public static func modulateRows(into y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows n: Int, width C: Int,
+                                    shift: UnsafePointer<Float>, scale: UnsafePointer<Float>) {
+        rt_modulate_fwd(y, x, shift, scale, 0, 1, n, C)
+    }
+
+    /// `gateAdd` of n rows of one sequence: h[r, :] += gate * y[r, :], gate [C].
+    public static func gateAddRows(_ h: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows n: Int, width C: Int,
+                                   gate: UnsafePointer<Float>) {
+        rt_gate_add_fwd(h, y, gate, 0, 1, n, C)
+    }
+
     /// LayerScale: out[r, c] = x[r, c] * g[c]
     public static func colScale(_ x: Tensor, _ g: Tensor) -> Tensor {
         let C = g.count, y = Tensor(uninitialized: x.shape)

@@ -68,4 +68,31 @@ final class ModulationTests: XCTestCase {
         Ops.colScaleBackward(dy, x, gain, dx: dx, dg: nil)
         XCTAssertEqual(dx.f64, g[0], "colScale dx with dg nil")
     }
+
+    /// The row-range forms the decoder's packed inference uses (`layerNormRows`, `modulateRows`,
+    /// `gateAddRows`) give every row exactly the tensor forms' bits (the forms checked above and
+    /// in NormTests against the references), whatever the range the row is computed in.
+    func testRowFormsMatchTheTensorForms() {
+        var rng = SeededRNG(45)
+        let (T, C) = (7, 16), S = 6 * C
+        let h = randn([T, C], &rng, std: 2, mean: 0.3), y = randn([T, C], &rng), mod = randn([1, S], &rng, std: 0.5)
+        let (ln, st) = Ops.layerNorm(h, nil, nil, eps: 1e-6)
+        let mo = Ops.modulate(ln, B: 1, mod: mod, shiftAt: 3 * C, scaleAt: 4 * C)
+        let ga = h.clone()
+        Ops.gateAdd(ga, y, B: 1, mod: mod, gateAt: 5 * C)
+        for ranges in [[(0, T)], [(0, 3), (3, T)], [(0, 1), (1, 2), (2, 6), (6, T)]] {
+            let ln2 = Tensor([T, C]), stats = Tensor([2, T]), mo2 = Tensor([T, C]), ga2 = h.clone()
+            for (r0, r1) in ranges {
+                Ops.layerNormRows(into: ln2.data, h.data, rows: r0, r1, width: C, eps: 1e-6, mean: stats.data, rstd: stats.data + T)
+                Ops.modulateRows(into: mo2.data + r0 * C, ln2.data + r0 * C, rows: r1 - r0, width: C,
+                                 shift: mod.data + 3 * C, scale: mod.data + 4 * C)
+                Ops.gateAddRows(ga2.data + r0 * C, y.data + r0 * C, rows: r1 - r0, width: C, gate: mod.data + 5 * C)
+            }
+            XCTAssertEqual(ln2.array, ln.array, "layerNormRows \(ranges)")
+            XCTAssertEqual(Array(stats.array[0..<T]), st.mean!.array, "layerNormRows mean \(ranges)")
+            XCTAssertEqual(Array(stats.array[T...]), st.rstd.array, "layerNormRows rstd \(ranges)")
+            XCTAssertEqual(mo2.array, mo.array, "modulateRows \(ranges)")
+            XCTAssertEqual(ga2.array, ga.array, "gateAddRows \(ranges)")
+        }
+    }
 }
