@@ -294,8 +294,7 @@ def validate(args):
 def train(args):
     run = Run(args)
     rank, world, device = run.rank, run.world, run.device
-    if args.attention == "sdpa":
-        rt.set_attention("sdpa")
+    rt.set_attention(args.attention)   # module-wide: follow this run's flag (an earlier run may have set it)
     run_dir = args.out
     ckpt_path = os.path.join(run_dir, "checkpoint.safetensors")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")

@@ -159,11 +159,20 @@ def test_layout_needs_init_from(packs, tmp_path):  # noqa: F811
                     "--steps", "1"])
 
 
-# rttrain tokenizer --init-from default.safetensors, the default's recipe, batch 4, seed 0, 1 thread:
-# its metrics.jsonl (step 1, 2). The torch trainer must give the same losses (views, times and noise
-# are Swift's bit for bit; the rest is float32 arithmetic in another order).
-SWIFT_STEPS = [dict(loss=0.07203617, flow=0.07018096, cos=0.018552078, grad_norm=0.4438408),
-               dict(loss=0.023094837, flow=0.020910509, cos=0.021843279, grad_norm=0.11176215)]
+# rttrain tokenizer --init-from default.safetensors, the default's recipe (layout path fixed: layout
+# lr 0), batch 4, lr 2e-4 with 3 warm-up steps, 8 steps, seed 0, 1 thread: its metrics.jsonl. The
+# torch trainer must give the same losses (views, times and noise are Swift's bit for bit; the rest
+# is float32 arithmetic in another order), through 7 AdamW updates at the real learning rate.
+SWIFT_STEPS = [
+    dict(loss=0.07203617, flow=0.07018096, cos=0.018552078, grad_norm=0.4438408),
+    dict(loss=0.0251146, flow=0.020894185, cos=0.042204145, grad_norm=0.3184009),
+    dict(loss=0.0523406, flow=0.043432582, cos=0.08908019, grad_norm=0.5223252),
+    dict(loss=0.021924853, flow=0.011137418, cos=0.107874356, grad_norm=0.31340787),
+    dict(loss=0.039483137, flow=0.02180466, cos=0.17678477, grad_norm=0.37712538),
+    dict(loss=0.07996685, flow=0.05961942, cos=0.20347433, grad_norm=0.7407569),
+    dict(loss=0.033068866, flow=0.015049549, cos=0.18019314, grad_norm=0.36014748),
+    dict(loss=0.067431636, flow=0.053763974, cos=0.13667664, grad_norm=0.4274526)
+]
 
 
 @pytest.mark.skipif(not (ROOT / "data/train.rtds").exists() or not DEFAULT.exists(),
@@ -172,11 +181,12 @@ def test_default_recipe_matches_rttrain(tmp_path):
     args = ["--data", str(ROOT / "data/train.rtds"), "--out", str(tmp_path / "run"), "--encoder", str(SSL),
             "--tune", "all", "--lambda", "0.1", "--image-size", "128", "--patch", "16", "--width", "256",
             "--depth", "6", "--heads", "4", "--skip-size", "32", "--layout-dim", "384", "--layout-size", "32",
-            "--layout-lr", "0", "--batch", "4", "--lr", "2e-4", "--warmup", "200", "--t-one", "0.5", "--steps", "2",
+            "--layout-lr", "0", "--batch", "4", "--lr", "2e-4", "--warmup", "3", "--t-one", "0.5", "--steps", "8",
             "--threads", "1", "--workers", "0", "--device", "cpu", "--no-export",
             "--init-from", str(DEFAULT)]
     assert train.main(args) == 0
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert len(rows) == len(SWIFT_STEPS)
     for got, want in zip(rows, SWIFT_STEPS):
         for k in ("loss", "flow", "cos"):
             assert abs(got[k] - want[k]) <= 1e-4 * abs(want[k]), (got["step"], k, got[k], want[k])
