@@ -99,12 +99,12 @@ public final class EncoderLayer: Module {
     }
     func packForInference() { attn.packForInference(); mlp.packForInference() }
 
-    func forward(_ h: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
-        let a = attn.forward(norm1.forward(h, cache: cache), B: B, T: T, cache: cache)
+    func forward(_ h: Tensor, B: Int, T: Int, mode: ForwardMode) -> Tensor {
+        let a = attn.forward(norm1.forward(h, mode: mode), B: B, T: T, mode: mode)
         let h1 = Ops.add(h, Ops.colScale(a, ls1.value))
-        let f = mlp.forward(norm2.forward(h1, cache: cache), cache: cache)
+        let f = mlp.forward(norm2.forward(h1, mode: mode), mode: mode)
         let h2 = Ops.add(h1, Ops.colScale(f, ls2.value))
-        if cache { self.a = a; self.f = f; self.B = B; self.T = T }
+        if mode == .training { self.a = a; self.f = f; self.B = B; self.T = T }
         return h2
     }
 
@@ -179,13 +179,13 @@ public final class Dinov2Encoder: Module {
     }
 
     /// pixels: [B, 3, H, W], already normalized. Returns (token [B, D], last hidden [B, T, D]).
-    public func forward(_ pixels: Tensor, cache: Bool = false) -> (token: Tensor, hidden: Tensor) {
+    public func forward(_ pixels: Tensor, mode: ForwardMode = .inference) -> (token: Tensor, hidden: Tensor) {
         let c = config, D = c.hiddenSize, p = c.patchSize, R = c.numRegisterTokens
         let B = pixels.shape[0], H = pixels.shape[2], W = pixels.shape[3]
         precondition(pixels.rank == 4 && pixels.shape[1] == 3 && H % p == 0 && W % p == 0,
                      "encoder input \(pixels.shape) (patch \(p))")
         let gh = H / p, gw = W / p, N = gh * gw, T = 1 + R + N
-        let pe = patchEmbed.forward(Ops.patchify(pixels, patch: p), cache: cache)
+        let pe = patchEmbed.forward(Ops.patchify(pixels, patch: p), mode: mode)
         // position table for this grid
         let interp: PosInterpolation? = (gh == c.grid && gw == c.grid) ? nil
             : PosInterpolation(from: c.grid, toH: gh, toW: gw, antialias: R > 0)
@@ -206,11 +206,11 @@ public final class Dinov2Encoder: Module {
             Ops.add(into: row0 + (1 + R) * D, pe.data + b * N * D, patchPos, count: N * D)
         }
         withExtendedLifetime(interpolated) {}
-        for l in layers { h = l.forward(h, B: B, T: T, cache: cache) }
-        let out = norm.forward(h, cache: cache)
+        for l in layers { h = l.forward(h, B: B, T: T, mode: mode) }
+        let out = norm.forward(h, mode: mode)
         let token = Tensor(uninitialized: [B, D])
         for b in 0..<B { (token.data + b * D).update(from: out.data + b * T * D, count: D) }
-        if cache { self.B = B; self.T = T; self.gh = gh; self.gw = gw; self.interp = interp }
+        if mode == .training { self.B = B; self.T = T; self.gh = gh; self.gw = gw; self.interp = interp }
         return (token, out.reshaped([B, T, D]))
     }
 

@@ -161,23 +161,25 @@ final class DecoderBlock: Module {
     var parameters: [Parameter] { ada.parameters + attn.parameters + mlp.parameters }
     func packForInference() { ada.packForInference(); attn.packForInference(); mlp.packForInference() }
 
-    /// h: [B*T, W], cs = silu(c): [B, W]. Returns the new h.
-    func forward(_ h: Tensor, _ cs: Tensor, B: Int, T: Int, cache: Bool) -> Tensor {
-        if !cache && B == 1, let out = forwardRows(h, cs, T: T) { return out }
-        let mod = ada.forward(cs, cache: cache)
-        let n1 = norm1.forward(h, cache: cache)
+    /// The plain batched path: h [B*T, W], cs = silu(c) [B, W]; returns the new h. `.training`
+    /// keeps the activations for `backward` (and leaves h as it was); `.inference` updates h in
+    /// place. The packed row paths are `inferRows` (FlowDecoder.infer chooses).
+    func forward(_ h: Tensor, _ cs: Tensor, B: Int, T: Int, mode: ForwardMode) -> Tensor {
+        let training = mode == .training
+        let mod = ada.forward(cs, mode: mode)
+        let n1 = norm1.forward(h, mode: mode)
         let m1 = Ops.modulate(n1, B: B, mod: mod, shiftAt: 0, scaleAt: W)
-        let a = attn.forward(m1, B: B, T: T, cache: cache)
+        let a = attn.forward(m1, B: B, T: T, mode: mode)
         // norm1 keeps h for its backward when training; at inference h is updated in place.
-        let h1 = cache ? h.clone() : h
+        let h1 = training ? h.clone() : h
         Ops.gateAdd(h1, a, B: B, mod: mod, gateAt: 2 * W)
-        let n2 = norm2.forward(h1, cache: cache)
+        let n2 = norm2.forward(h1, mode: mode)
         let m2 = Ops.modulate(n2, B: B, mod: mod, shiftAt: 3 * W, scaleAt: 4 * W)
-        let f = mlp.forward(m2, cache: cache)
+        let f = mlp.forward(m2, mode: mode)
         // norm2 keeps h1 for its backward, so the second residual goes to a new tensor.
-        let h2 = cache ? h1.clone() : h1
+        let h2 = training ? h1.clone() : h1
         Ops.gateAdd(h2, f, B: B, mod: mod, gateAt: 5 * W)
-        if cache { self.mod = mod; self.n1 = n1; self.n2 = n2; self.a = a; self.f = f; self.B = B; self.T = T }
+        if training { self.mod = mod; self.n1 = n1; self.n2 = n2; self.a = a; self.f = f; self.B = B; self.T = T }
         return h2
     }
 
@@ -229,16 +231,14 @@ final class DecoderBlock: Module {
     }
 
     /// Batch-1 inference (a codec decode): the rows cut in two by shape, each half on its own
-    /// thread, two synchronizations per block instead of one per operation. nil without packs.
-    func forwardRows(_ h: Tensor, _ cs: Tensor, T: Int) -> Tensor? {
-        guard let k = rowPacks else { return nil }
-        let mod = ada.forward(cs, cache: false)
+    /// thread, two synchronizations per block instead of one per operation. h is updated in place.
+    func inferRowSplit(_ h: Tensor, _ cs: Tensor, T: Int, packs k: RowPacks) {
+        let mod = ada.forward(cs, mode: .inference)
         let half = PackedWeight.firstHalf(T)
         inferRows(h.data, md: mod.data, T: T, packs: k, ranges: [(0, half), (half, T)]) { r0, r1 in
             Engine.parallelFor(2, r0)
             Engine.parallelFor(2, r1)
         }
-        return h
     }
 
     /// dh: gradient of the block output. Returns dh for the block input; accumulates into dcs.
@@ -331,27 +331,63 @@ public final class FlowDecoder: Module {
         rng.fillNormal(tFc2.weight.value, std: 0.02)
     }
 
+    /// How `infer` runs the blocks on a batch (`inferencePath(batch:)` chooses by shape and packs).
+    /// The embeddings before the blocks and the output head after them are shared by every path
+    /// (and by the training forward), so a decoder feature such as the latent skip lives in one place.
+    public enum InferencePath: Equatable, Sendable {
+        /// Batch 1 with packed weights (a codec decode): each block's rows cut in two by shape,
+        /// the halves on two threads, two synchronizations per block (`DecoderBlock.inferRows`).
+        case rowSplit
+        /// Batch > 1 with packed weights: each picture runs the whole stack on one thread,
+        /// pictures spread over the threads, no synchronization inside. The same kernels as
+        /// `rowSplit`, each row-invariant, so a picture's bits are its batch-1 bits whatever the
+        /// batch or the thread count.
+        case perPicture
+        /// No packs (a CPU without AVX2/FMA, or weights a training forward has touched since
+        /// `packForInference`): the training forward's batched OpenBLAS path, keeping nothing.
+        case batched
+    }
+
+    /// The path `infer` takes for a batch of B pictures.
+    public func inferencePath(batch B: Int) -> InferencePath {
+        guard !blocks.isEmpty, blocks.allSatisfy({ $0.rowPacks != nil }) else { return .batched }
+        return B == 1 ? .rowSplit : .perPicture
+    }
+
     /// Raw network output [B, 3, S, S] (the clean image for prediction "x", else the velocity).
-    public func forward(_ xt: Tensor, t: [Float], z: Tensor, cache: Bool = false) -> Tensor {
+    /// `.training` is the plain batched forward that keeps the activations for `backward` (and
+    /// drops the weight packs); `.inference` is `infer`.
+    public func forward(_ xt: Tensor, t: [Float], z: Tensor, mode: ForwardMode) -> Tensor {
+        run(xt, t: t, z: z, mode: mode)
+    }
+
+    /// Inference, the one entry for every batch size: the raw output [B, 3, S, S], keeping no
+    /// state (concurrent calls are safe), the blocks run by `inferencePath(batch: B)`.
+    public func infer(_ xt: Tensor, t: [Float], z: Tensor) -> Tensor {
+        run(xt, t: t, z: z, mode: .inference)
+    }
+
+    private func run(_ xt: Tensor, t: [Float], z: Tensor, mode: ForwardMode) -> Tensor {
         let cfg = config, B = xt.shape[0], W = cfg.width, N = cfg.grid * cfg.grid, T = cfg.tokens
         precondition(xt.shape == [B, 3, cfg.imageSize, cfg.imageSize] && t.count == B && z.count == B * cfg.tokenDim,
                      "decoder input shapes x_t \(xt.shape) t \(t.count) z \(z.shape)")
+        let training = mode == .training
         let tf = Ops.fourierFeatures(t, dim: cfg.freqDim)
-        let c1 = tFc1.forward(tf, cache: cache)
-        let c = tFc2.forward(Ops.silu(c1), cache: cache)
+        let c1 = tFc1.forward(tf, mode: mode)
+        let c = tFc2.forward(Ops.silu(c1), mode: mode)
         let cs = Ops.silu(c)
-        let pe = patchEmbed.forward(Ops.patchify(xt, patch: cfg.patchSize), cache: cache)
+        let pe = patchEmbed.forward(Ops.patchify(xt, patch: cfg.patchSize), mode: mode)
         // the latent skip's picture: added to the output, and with skip_input embedded as input
         var up: Tensor? = nil
         if let skip = latentSkip {
             let k = cfg.skipSize
-            let s = skip.forward(z, cache: cache)
+            let s = skip.forward(z, mode: mode)
             up = Ops.upsampleBilinear(Tensor([B, 3, k, k], s.array), size: cfg.imageSize)
         }
         if let se = skipEmbed, let up = up {
-            Ops.addInPlace(pe, se.forward(Ops.patchify(up, patch: cfg.patchSize), cache: cache))
+            Ops.addInPlace(pe, se.forward(Ops.patchify(up, patch: cfg.patchSize), mode: mode))
         }
-        let lat = latentEmbed.forward(z, cache: cache)
+        let lat = latentEmbed.forward(z, mode: mode)
         var h = Tensor(uninitialized: [B * T, W])
         for b in 0..<B {
             (h.data + b * T * W).update(from: lat.data + b * W, count: W)
@@ -359,37 +395,36 @@ public final class FlowDecoder: Module {
             (dst).update(from: pe.data + b * N * W, count: N * W)
             Ops.addRows(dst, pos.data, count: N * W)
         }
-        let rowPacks = cache || B < 2 ? [] : blocks.compactMap { $0.rowPacks }
-        if rowPacks.count == blocks.count && !blocks.isEmpty {
-            // Inference on a batch with packed weights: each picture runs the whole stack on one
-            // thread, pictures spread over the threads, no synchronization inside. A picture's
-            // bits are those of the batch-1 path (same kernels, row-invariant), whatever the
-            // batch or the thread count.
-            let mods = blocks.map { $0.ada.forward(cs, cache: false) }
+        switch training ? .batched : inferencePath(batch: B) {
+        case .batched:
+            for blk in blocks { h = blk.forward(h, cs, B: B, T: T, mode: mode) }
+        case .rowSplit:
+            for blk in blocks { blk.inferRowSplit(h, cs, T: T, packs: blk.rowPacks!) }
+        case .perPicture:
+            let packs = blocks.map { $0.rowPacks! }
+            let mods = blocks.map { $0.ada.forward(cs, mode: .inference) }
             let S = 6 * W
             Engine.parallelFor(B) { b in
                 for (i, blk) in blocks.enumerated() {
-                    blk.inferRows(h.data + b * T * W, md: mods[i].data + b * S, T: T, packs: rowPacks[i],
+                    blk.inferRows(h.data + b * T * W, md: mods[i].data + b * S, T: T, packs: packs[i],
                                   ranges: [(0, T)]) { r0, r1 in r0(0); r1(0) }
                 }
             }
-        } else {
-            for blk in blocks { h = blk.forward(h, cs, B: B, T: T, cache: cache) }
         }
-        let fmod = finalAda.forward(cs, cache: cache)
+        let fmod = finalAda.forward(cs, mode: mode)
         let hp = Tensor(uninitialized: [B * N, W])
         for b in 0..<B { (hp.data + b * N * W).update(from: h.data + (b * T + 1) * W, count: N * W) }
-        let fn = finalNorm.forward(hp, cache: cache)
+        let fn = finalNorm.forward(hp, mode: mode)
         let fm = Ops.modulate(fn, B: B, mod: fmod, shiftAt: 0, scaleAt: W)
-        let o = finalLinear.forward(fm, cache: cache)
-        if cache { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
+        let o = finalLinear.forward(fm, mode: mode)
+        if training { self.B = B; self.tf = tf; self.c1 = c1; self.c = c; self.cs = cs; finalMod = fmod; finalN = fn }
         let img = Ops.unpatchify(o, batch: B, patch: cfg.patchSize, channels: 3, gridH: cfg.grid, gridW: cfg.grid)
         if let up = up { Ops.addInPlace(img, up) }
         return img
     }
 
     /// Gradients for a loss on the raw output: accumulates parameter gradients, returns
-    /// (d x_t, d z). Call after `forward(..., cache: true)`.
+    /// (d x_t, d z). Call after `forward(..., mode: .training)`.
     public func backward(_ dout: Tensor, needInput: Bool = true) -> (dxt: Tensor?, dz: Tensor) {
         guard let cs = cs, let c = c, let c1 = c1, let fmod = finalMod, let fn = finalN else {
             preconditionFailure("FlowDecoder.backward without a cached forward")
@@ -463,6 +498,6 @@ public final class FlowDecoder: Module {
 
     /// The velocity field v(x_t, t | z), for samplers.
     public func predictVelocity(_ xt: Tensor, t: [Float], z: Tensor) -> Tensor {
-        velocity(xt, t: t, out: forward(xt, t: t, z: z, cache: false))
+        velocity(xt, t: t, out: infer(xt, t: t, z: z))
     }
 }

@@ -62,11 +62,11 @@ public final class TokenAdapter: Module {
 
     /// z [B, D + m] from the SSL token c [B, D] and (with the layout path) the picture x
     /// [B, 3, S, S] in decoder space.
-    public func forward(_ c: Tensor, image x: Tensor? = nil, cache: Bool = false) -> Tensor {
-        let ssl = Ops.add(c, proj.forward(c, cache: cache))
+    public func forward(_ c: Tensor, image x: Tensor? = nil, mode: ForwardMode = .inference) -> Tensor {
+        let ssl = Ops.add(c, proj.forward(c, mode: mode))
         guard let layout = layout else { return ssl }
         guard let x = x else { preconditionFailure("TokenAdapter with a layout path needs the picture") }
-        let l = layout.forward(TokenAdapter.coarse(x, size: layoutSize), cache: cache)
+        let l = layout.forward(TokenAdapter.coarse(x, size: layoutSize), mode: mode)
         return TokenAdapter.concat(ssl, l)
     }
 
@@ -251,8 +251,8 @@ public final class RepTokModel {
                                  tokenNoise: (relative: Float, draw: Tensor)? = nil, layoutKeep: [Int]? = nil) -> StepLoss {
         let B = x.shape[0]
         let c0 = paddedTarget(frozenToken(pixelsEnc))
-        let c = encoder.forward(pixelsEnc, cache: true).token
-        let z = adapter.forward(c, image: x, cache: true)
+        let c = encoder.forward(pixelsEnc, mode: .training).token
+        let z = adapter.forward(c, image: x, mode: .training)
         var zDec = z, noiseStd: Float = 0
         if let tn = tokenNoise, tn.relative > 0 {
             precondition(tn.draw.count == z.count, "token noise draw \(tn.draw.shape) for z \(z.shape)")
@@ -282,7 +282,7 @@ public final class RepTokModel {
                 target.data[i] = noise.data[i] - x.data[i]
             }
         }
-        let out = decoder.forward(xt, t: t, z: zDec, cache: true)
+        let out = decoder.forward(xt, t: t, z: zDec, mode: .training)
         let v = decoder.velocity(xt, t: t, out: out)
         let (flow, dv) = Ops.mse(v, target)
         let (cosL, dzCos) = Ops.cosineLoss(z, c0, gradScale: lambda)

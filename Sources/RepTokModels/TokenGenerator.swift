@@ -75,14 +75,14 @@ final class GeneratorBlock: Module {
     var parameters: [Parameter] { ada.parameters + mlp.parameters }
     func packForInference() { ada.packForInference(); mlp.packForInference() }
 
-    func forward(_ h: Tensor, _ cs: Tensor, B: Int, cache: Bool) -> Tensor {
-        let mod = ada.forward(cs, cache: cache)
-        let n = norm.forward(h, cache: cache)
+    func forward(_ h: Tensor, _ cs: Tensor, B: Int, mode: ForwardMode) -> Tensor {
+        let mod = ada.forward(cs, mode: mode)
+        let n = norm.forward(h, mode: mode)
         let m = Ops.modulate(n, B: B, mod: mod, shiftAt: 0, scaleAt: W)
-        let f = mlp.forward(m, cache: cache)
-        let h1 = cache ? h.clone() : h
+        let f = mlp.forward(m, mode: mode)
+        let h1 = mode == .training ? h.clone() : h
         Ops.gateAdd(h1, f, B: B, mod: mod, gateAt: 2 * W)
-        if cache { self.mod = mod; self.n = n; self.f = f; self.B = B }
+        if mode == .training { self.mod = mod; self.n = n; self.f = f; self.B = B }
         return h1
     }
 
@@ -152,22 +152,22 @@ public final class TokenGenerator: Module {
     }
 
     /// Velocity [B, D] for x_t [B, D], t and class labels (nullClass = unconditional).
-    public func forward(_ xt: Tensor, t: [Float], labels: [Int], cache: Bool = false) -> Tensor {
+    public func forward(_ xt: Tensor, t: [Float], labels: [Int], mode: ForwardMode = .inference) -> Tensor {
         let cfg = config, B = xt.shape[0], W = cfg.width
         precondition(xt.count == B * cfg.tokenDim && t.count == B && labels.count == B,
                      "generator input shapes x_t \(xt.shape) t \(t.count) labels \(labels.count)")
         precondition(labels.allSatisfy { (0...cfg.nullClass).contains($0) }, "generator: class label out of range")
-        let c1 = tFc1.forward(Ops.fourierFeatures(t, dim: cfg.freqDim), cache: cache)
-        let c = tFc2.forward(Ops.silu(c1), cache: cache)
+        let c1 = tFc1.forward(Ops.fourierFeatures(t, dim: cfg.freqDim), mode: mode)
+        let c = tFc2.forward(Ops.silu(c1), mode: mode)
         for b in 0..<B { Ops.addRows(c.data + b * W, classEmbed.value.data + labels[b] * W, count: W) }
         let cs = Ops.silu(c)
-        var h = inProj.forward(xt.reshaped([B, cfg.tokenDim]), cache: cache)
-        for blk in blocks { h = blk.forward(h, cs, B: B, cache: cache) }
-        let fmod = finalAda.forward(cs, cache: cache)
-        let fn = finalNorm.forward(h, cache: cache)
+        var h = inProj.forward(xt.reshaped([B, cfg.tokenDim]), mode: mode)
+        for blk in blocks { h = blk.forward(h, cs, B: B, mode: mode) }
+        let fmod = finalAda.forward(cs, mode: mode)
+        let fn = finalNorm.forward(h, mode: mode)
         let fm = Ops.modulate(fn, B: B, mod: fmod, shiftAt: 0, scaleAt: W)
-        let out = finalLinear.forward(fm, cache: cache)
-        if cache { self.B = B; self.c1 = c1; self.c = c; self.cs = cs; self.labels = labels; finalMod = fmod; finalN = fn }
+        let out = finalLinear.forward(fm, mode: mode)
+        if mode == .training { self.B = B; self.c1 = c1; self.c = c; self.cs = cs; self.labels = labels; finalMod = fmod; finalN = fn }
         return out
     }
 

@@ -22,17 +22,18 @@ public final class Linear: Module {
 
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
 
-    /// x: [..., in] -> [rows, out]. Keeps x for backward when `cache` is true (training: the
-    /// pack, if any, is dropped, since the weight is about to change).
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        if cache { input = x; pack = nil }   // inference touches no state: concurrent forwards are safe
-        return product(x, inference: !cache)
+    /// x: [..., in] -> [rows, out]. `.training` keeps x for backward and drops the pack, if any
+    /// (the weight is about to change); `.inference` touches no state (concurrent forwards are
+    /// safe) and multiplies through the pack when there is one.
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
+        if mode == .training { input = x; pack = nil }
+        return product(x, mode: mode)
     }
 
-    /// x W^T + b, then `activation`, keeping no state. `inference`: through the pack when there
-    /// is one (a training step must pass false: its weights are not the pack's).
-    public func product(_ x: Tensor, inference: Bool, activation: Ops.Activation = .none) -> Tensor {
-        if inference, let p = pack { return Ops.linear(x, packed: p, bias?.value, activation: activation) }
+    /// x W^T + b, then `activation`, keeping no state. `.inference`: through the pack when there
+    /// is one (a training step passes `.training`: its weights are not the pack's).
+    public func product(_ x: Tensor, mode: ForwardMode, activation: Ops.Activation = .none) -> Tensor {
+        if mode == .inference, let p = pack { return Ops.linear(x, packed: p, bias?.value, activation: activation) }
         let y = Ops.linear(x, weight.value, bias?.value)
         switch activation {
         case .none: return y
@@ -41,8 +42,8 @@ public final class Linear: Module {
     }
 
     /// Strided form of `product` (no activation): rows of stride `ldy`.
-    public func product(into y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, n: Int, inference: Bool) {
-        if inference, let p = pack { Ops.linear(into: y, ldy: ldy, x, n: n, packed: p, bias?.value) }
+    public func product(into y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, n: Int, mode: ForwardMode) {
+        if mode == .inference, let p = pack { Ops.linear(into: y, ldy: ldy, x, n: n, packed: p, bias?.value) }
         else { Ops.linear(into: y, ldy: ldy, x, n: n, weight.value, bias?.value) }
     }
 

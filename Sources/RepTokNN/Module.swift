@@ -1,5 +1,17 @@
 import RepTokTensor
 
+/// How a forward pass runs; every layer and model forward takes one (in place of a `cache` flag
+/// that used to mean three things).
+/// - `training`: keeps what the backward needs (inputs, activations) and drops any inference
+///   weight pack (the weights are about to change); products go through OpenBLAS.
+/// - `inference`: keeps nothing (concurrent forwards are safe) and multiplies through a layer's
+///   inference pack when it has one (`Linear.packForInference`).
+/// Which inference strategy a model runs (the flow decoder's row-split, per-picture or batched
+/// path) is not the mode's business: `FlowDecoder.infer` chooses it from the shape.
+public enum ForwardMode: Sendable, Equatable {
+    case training, inference
+}
+
 /// A layer or model: it owns named parameters (keys relative to the model's prefix).
 public protocol Module: AnyObject {
     var parameters: [Parameter] { get }

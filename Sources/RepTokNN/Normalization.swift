@@ -18,9 +18,9 @@ public final class LayerNorm: Module {
 
     public var parameters: [Parameter] { [weight, bias].compactMap { $0 } }
 
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
         let (y, st) = Ops.layerNorm(x, weight?.value, bias?.value, eps: eps)
-        if cache { input = x; stats = st }
+        if mode == .training { input = x; stats = st }
         return y
     }
 
@@ -45,9 +45,9 @@ public final class RMSNorm: Module {
 
     public var parameters: [Parameter] { weight.map { [$0] } ?? [] }
 
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
         let (y, st) = Ops.rmsNorm(x, weight?.value, eps: eps)
-        if cache { input = x; stats = st }
+        if mode == .training { input = x; stats = st }
         return y
     }
 

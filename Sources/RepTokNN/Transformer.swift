@@ -45,21 +45,21 @@ public final class SelfAttention: Module {
     public func packForInference() { for l in linears { l.packForInference() } }
 
     /// x: [B*T, D] -> [B*T, D]
-    public func forward(_ x: Tensor, B: Int, T: Int, cache: Bool = true) -> Tensor {
-        let n = B * T
+    public func forward(_ x: Tensor, B: Int, T: Int, mode: ForwardMode = .training) -> Tensor {
+        let n = B * T, training = mode == .training
         let buf: Tensor
-        if cache { for l in linears { l.dropPack() } }
+        if training { for l in linears { l.dropPack() } }
         if let qkv = qkv {
-            buf = qkv.product(x, inference: !cache)
+            buf = qkv.product(x, mode: mode)
         } else {
             buf = Tensor(uninitialized: [n, 3 * dim])
             for (j, l) in [q!, k!, v!].enumerated() {
-                l.product(into: buf.data + j * dim, ldy: 3 * dim, x.data, n: n, inference: !cache)
+                l.product(into: buf.data + j * dim, ldy: 3 * dim, x.data, n: n, mode: mode)
             }
         }
-        let (o, c) = Attention.forward(buf, B: B, T: T, heads: heads, keepProbs: cache)
-        let y = proj.forward(o, cache: cache)
-        if cache { input = x; packed = buf; cacheAttn = c; self.B = B; self.T = T }
+        let (o, c) = Attention.forward(buf, B: B, T: T, heads: heads, keepProbs: training)
+        let y = proj.forward(o, mode: mode)
+        if training { input = x; packed = buf; cacheAttn = c; self.B = B; self.T = T }
         return y
     }
 
@@ -96,13 +96,13 @@ public final class MLP: Module {
     public var parameters: [Parameter] { fc1.parameters + fc2.parameters }
     public func packForInference() { fc1.packForInference(); fc2.packForInference() }
 
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        if !cache {  // inference: GELU fused into the first product (in cache, no pre-activation kept)
-            return fc2.forward(fc1.product(x, inference: true, activation: .gelu), cache: false)
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
+        if mode == .inference {  // GELU fused into the first product, no pre-activation kept
+            return fc2.forward(fc1.product(x, mode: .inference, activation: .gelu), mode: .inference)
         }
-        let h = fc1.forward(x, cache: true)
+        let h = fc1.forward(x, mode: .training)
         pre = h
-        return fc2.forward(Ops.gelu(h), cache: true)
+        return fc2.forward(Ops.gelu(h), mode: .training)
     }
 
     public func backward(_ dy: Tensor, needInput: Bool = true) -> Tensor? {

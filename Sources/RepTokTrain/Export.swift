@@ -261,7 +261,7 @@ public enum Exporter {
         while r < n {
             let b = min(16, n - r)
             let z = Tensor([b, D], Array(tokens[r * D..<(r + b) * D]))
-            let x = model.decoder.forward(recordNoise(batch: b, size: S), t: [Float](repeating: 1, count: b), z: z)
+            let x = model.decoder.infer(recordNoise(batch: b, size: S), t: [Float](repeating: 1, count: b), z: z)
             views.withUnsafeBufferPointer { vp in
                 for j in 0..<b { out.append(Codec.squaredError8(decoderSpace: x.data + j * d, reference: vp.baseAddress! + (r + j) * d, count: d)) }
             }
@@ -323,7 +323,7 @@ extension Exporter {
             let b = min(batch, n - i)
             let xt = recordNoise(batch: b, size: S)
             let z = Tensor([b, D], Array(tokens[i * D..<(i + b) * D]))
-            _ = dec.forward(xt, t: [Float](repeating: 1, count: b), z: z, cache: true)
+            _ = dec.forward(xt, t: [Float](repeating: 1, count: b), z: z, mode: .training)
             let probe = Philox4x32(seed: 0x5E45).gaussian([b, 3, S, S], stream: UInt32(i))
             for k in 0..<probe.count { probe.data[k] *= 127.5 }
             let (_, dz) = dec.backward(probe, needInput: false)

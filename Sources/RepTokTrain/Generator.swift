@@ -254,7 +254,7 @@ public final class GeneratorTrainer {
             }
         }
         for p in optimizer.params { p.zeroGrad() }
-        let v = generator.forward(xt, t: t, labels: labels, cache: true)
+        let v = generator.forward(xt, t: t, labels: labels, mode: .training)
         let dv = Tensor(uninitialized: v.shape)
         var loss = 0.0
         let k = 2 / Float(B * D)

@@ -133,7 +133,7 @@ public enum LayoutInit {
         // the same through the model itself (1-step decode of the first views' latents)
         let nm = min(n, 8)
         let z = TokenAdapter.latent(encoder: model.encoder, adapter: adapter, pixels255: Tensor([nm, 3, S, S], Array(x[0..<nm * d])))
-        let out = model.decoder.forward(Exporter.recordNoise(batch: nm, size: S), t: [Float](repeating: 1, count: nm), z: z)
+        let out = model.decoder.infer(Exporter.recordNoise(batch: nm, size: S), t: [Float](repeating: 1, count: nm), z: z)
         var modelPSNR = 0.0, linearPSNR = 0.0
         for r in 0..<nm {
             let se = x.withUnsafeBufferPointer {

@@ -209,9 +209,9 @@ public final class WeightNormLinear: Module {
 
     public var parameters: [Parameter] { [weight] }
 
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
         let (w, n) = SSLOps.weightNorm(weight.value)
-        if cache { input = x; wn = w; norms = n }
+        if mode == .training { input = x; wn = w; norms = n }
         return Ops.linear(x, w, nil)
     }
 
@@ -261,15 +261,15 @@ public final class DINOHead: Module {
     }
 
     /// x: [N, in] -> logits [N, K].
-    public func forward(_ x: Tensor, cache: Bool = true) -> Tensor {
-        let a1 = fc1.forward(x, cache: cache)
+    public func forward(_ x: Tensor, mode: ForwardMode = .training) -> Tensor {
+        let a1 = fc1.forward(x, mode: mode)
         let g1 = Ops.gelu(a1)
-        let a2 = fc2.forward(g1, cache: cache)
+        let a2 = fc2.forward(g1, mode: mode)
         let g2 = Ops.gelu(a2)
-        let z = fc3.forward(g2, cache: cache)
+        let z = fc3.forward(g2, mode: mode)
         let (zn, nz) = SSLOps.l2Normalize(z)
-        if cache { h1 = a1; h2 = a2; self.zn = zn; znorms = nz }
-        return lastLayer.forward(zn, cache: cache)
+        if mode == .training { h1 = a1; h2 = a2; self.zn = zn; znorms = nz }
+        return lastLayer.forward(zn, mode: mode)
     }
 
     /// Accumulates parameter gradients; returns d(input).

@@ -88,7 +88,7 @@ public enum SSLTrainer {
                 let n = min(batch, G - k0)
                 let px = Tensor(uninitialized: [n, 3, S, S])
                 for j in 0..<n { make(k0 + j, px.data + j * 3 * S * S) }
-                let tok = encoder.forward(encoder.normalize(pixels255: px), cache: false).token
+                let tok = encoder.forward(encoder.normalize(pixels255: px), mode: .inference).token
                 let (y, _) = SSLOps.l2Normalize(tok)
                 (out.data + k0 * D).update(from: y.data, count: n * D)
                 k0 += n
@@ -326,8 +326,8 @@ public final class SSLSession {
     public func studentLoss(globals gIn: Tensor, locals lIn: Tensor?, teacherProbs tProbs: Tensor,
                             backward: Bool) -> (dino: Double, koleo: Double) {
         let B = gIn.shape[0] / 2, L = lIn.map { $0.shape[0] / B } ?? 0, D = config.encWidth
-        let sTok = student.forward(gIn, cache: backward).token
-        let sLogits = studentHead.forward(sTok, cache: backward)
+        let sTok = student.forward(gIn, mode: backward ? .training : .inference).token
+        let sLogits = studentHead.forward(sTok, mode: backward ? .training : .inference)
         var (loss, g) = SSLOps.dinoLoss(student: sLogits, views: [0, 1], teacher: tProbs, G: 2, B: B,
                                         temp: config.studentTemp, pairs: config.pairs)
         let dTok = backward ? studentHead.backward(g) : nil
@@ -342,8 +342,8 @@ public final class SSLSession {
         }
         if let d = dTok { student.backward(dToken: d) }
         if let lIn = lIn, L > 0 {
-            let lTok = student.forward(lIn, cache: backward).token
-            let lLogits = studentHead.forward(lTok, cache: backward)
+            let lTok = student.forward(lIn, mode: backward ? .training : .inference).token
+            let lLogits = studentHead.forward(lTok, mode: backward ? .training : .inference)
             let (ll, lg) = SSLOps.dinoLoss(student: lLogits, views: Array(2..<(2 + L)), teacher: tProbs, G: 2, B: B,
                                            temp: config.studentTemp, pairs: config.pairs)
             loss += ll
@@ -355,7 +355,7 @@ public final class SSLSession {
 
     /// Teacher targets for normalized global crops [2B, 3, S, S] at step `s`, and the teacher's logits.
     public func teacherTargets(globals gIn: Tensor, step s: Int) -> (probs: Tensor, logits: Tensor) {
-        let tLogits = teacherHead.forward(teacher.forward(gIn, cache: false).token, cache: false)
+        let tLogits = teacherHead.forward(teacher.forward(gIn, mode: .inference).token, mode: .inference)
         return (SSLOps.teacherProbs(tLogits, center: center, temp: teacherTemp(s)), tLogits)
     }
 

@@ -110,13 +110,13 @@ struct RTBench: ParsableCommand {
                 var tp = [Double](), tu = [Double]()
                 let plain = FlowDecoder(dcfg)
                 for (a, b) in zip(plain.parameters, decoder.parameters) { a.value.copy(from: b.value) }
-                _ = decoder.forward(x, t: t, z: z); _ = plain.forward(x, t: t, z: z)  // warm-up
+                _ = decoder.infer(x, t: t, z: z); _ = plain.infer(x, t: t, z: z)  // warm-up
                 for _ in 0..<max(runs, 5) * (B == 1 ? 5 : 1) {
                     var t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = decoder.forward(x, t: t, z: z)
+                    _ = decoder.infer(x, t: t, z: z)
                     tp.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                     t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = plain.forward(x, t: t, z: z)
+                    _ = plain.infer(x, t: t, z: z)
                     tu.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                 }
                 tp.sort(); tu.sort()
@@ -128,7 +128,7 @@ struct RTBench: ParsableCommand {
         if let n = profileForward {
             let B = profileBatch
             let x = philox.gaussian([B, 3, size, size]), z = philox.gaussian([B, enc.hiddenSize], stream: 1)
-            for _ in 0..<n { _ = decoder.forward(x, t: [Float](repeating: 0.5, count: B), z: z) }
+            for _ in 0..<n { _ = decoder.infer(x, t: [Float](repeating: 0.5, count: B), z: z) }
             return
         }
         var rows: [(String, Double, Double)] = []  // name, seconds, GFLOP
@@ -137,7 +137,7 @@ struct RTBench: ParsableCommand {
             let x = philox.gaussian([B, 3, size, size])
             let z = philox.gaussian([B, enc.hiddenSize], stream: 1)
             let t = [Float](repeating: 0.5, count: B)
-            let s = median { _ = decoder.forward(x, t: t, z: z) }
+            let s = median { _ = decoder.infer(x, t: t, z: z) }
             rows.append(("decoder forward, batch \(B)", s, fwdFlops * Double(B)))
         }
         // sgemm on the decoder's own shapes (one forward's worth of GEMMs, batch 8)

@@ -55,7 +55,7 @@ final class ConformanceTests: XCTestCase {
     func checkEncoder(_ name: String) throws {
         let f = try Self.fixture(name)
         let enc = try encoder(from: f, prefix: "encoder.")
-        let (tok, hid) = enc.forward(try t(f, "in.pixels"), cache: true)
+        let (tok, hid) = enc.forward(try t(f, "in.pixels"), mode: .training)
         assertClose(tok, try t(f, "out.token"), 1e-4, "\(name) token")
         assertClose(hid, try t(f, "out.hidden"), 1e-4, "\(name) hidden")
         enc.zeroGrad()
@@ -108,7 +108,7 @@ final class ConformanceTests: XCTestCase {
         let tv = try t(f, "in.t").array
         assertClose(Ops.fourierFeatures(tv, dim: cfg.freqDim), try t(f, "out.t_features"), 1e-5, "t features")
         assertClose(Ops.sincos2D(gridH: cfg.grid, gridW: cfg.grid, dim: cfg.width), try t(f, "out.pos"), 1e-6, "pos table")
-        let out = dec.forward(xt, t: tv, z: z, cache: true)
+        let out = dec.forward(xt, t: tv, z: z, mode: .training)
         let v = dec.velocity(xt, t: tv, out: out)
         assertClose(out, try t(f, "out.out"), 1e-4, "\(name) out")
         assertClose(v, try t(f, "out.v"), 1e-4, "\(name) v")
@@ -122,13 +122,13 @@ final class ConformanceTests: XCTestCase {
             assertClose(p.grad, try t(f, "grad.decoder." + p.key), 1e-3, "\(name) grad \(p.key)")
         }
         let ts = try t(f, "in.t_small").array
-        let o2 = dec.forward(xt, t: ts, z: z)
+        let o2 = dec.infer(xt, t: ts, z: z)
         assertClose(o2, try t(f, "out.out_t_small"), 1e-4, "\(name) out t_small")
         assertClose(dec.velocity(xt, t: ts, out: o2), try t(f, "out.v_t_small"), 1e-4, "\(name) v t_small")
         // The codec's inference path: every product through a weight pack (GELU fused).
         dec.packForInference()
-        assertClose(dec.forward(xt, t: tv, z: z), try t(f, "out.out"), 1e-4, "\(name) out, packed weights")
-        assertClose(dec.forward(xt, t: ts, z: z), try t(f, "out.out_t_small"), 1e-4, "\(name) out t_small, packed weights")
+        assertClose(dec.infer(xt, t: tv, z: z), try t(f, "out.out"), 1e-4, "\(name) out, packed weights")
+        assertClose(dec.infer(xt, t: ts, z: z), try t(f, "out.out_t_small"), 1e-4, "\(name) out t_small, packed weights")
     }
 
     func testDecoderXPredictionMatchesReference() throws { try checkDecoder("decoder") }
@@ -152,7 +152,7 @@ final class ConformanceTests: XCTestCase {
         try ModelFile.load(withInput.parameters.filter { !$0.key.hasPrefix("skip_embed.") }, prefix: "decoder.", from: f)
         XCTAssertTrue(withInput.parameters.contains { $0.key == "skip_embed.weight" && $0.value.array.allSatisfy { $0 == 0 } })
         let xt = try t(f, "in.x_t"), z = try t(f, "in.z"), tv = try t(f, "in.t").array
-        XCTAssertEqual(withInput.forward(xt, t: tv, z: z).array, plain.forward(xt, t: tv, z: z).array)
+        XCTAssertEqual(withInput.infer(xt, t: tv, z: z).array, plain.infer(xt, t: tv, z: z).array)
         // written only when set: a config without it encodes as before
         cfg.skipInput = false
         XCTAssertFalse(String(decoding: try JSONEncoder().encode(cfg), as: UTF8.self).contains("skip_input"))

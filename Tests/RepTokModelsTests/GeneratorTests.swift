@@ -39,7 +39,7 @@ final class GeneratorTests: XCTestCase {
             return s
         }
         g.zeroGrad()
-        _ = g.forward(x, t: t, labels: labels, cache: true)
+        _ = g.forward(x, t: t, labels: labels, mode: .training)
         let dx = g.backward(r)
         func check(_ value: Tensor, _ grad: [Float], _ what: String) {
             let u = rng.tensor(value.shape)
@@ -72,7 +72,7 @@ final class GeneratorTests: XCTestCase {
         let g = Self.model()
         var rng = SplitMix64(seed: 8)
         g.zeroGrad()
-        _ = g.forward(rng.tensor([2, 6]), t: [0.3, 0.7], labels: [1, 1], cache: true)
+        _ = g.forward(rng.tensor([2, 6]), t: [0.3, 0.7], labels: [1, 1], mode: .training)
         g.backward(rng.tensor([2, 6]))
         let W = g.config.width
         for row in 0...g.config.nullClass {

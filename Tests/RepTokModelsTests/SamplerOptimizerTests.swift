@@ -100,11 +100,11 @@ final class SamplerTests: XCTestCase {
             for (a, b) in zip(packed.parameters, plain.parameters) { a.value.copy(from: b.value) }
             packed.packForInference()
             let x = Philox4x32(seed: 3).gaussian([1, 3, size, size]), z = Philox4x32(seed: 4).gaussian([1, 16])
-            let ref = plain.forward(x, t: [0.4], z: z)
+            let ref = plain.infer(x, t: [0.4], z: z)
             func threads(_ k: Int) -> Tensor {
                 let old = Engine.threads
                 Engine.setThreads(k); defer { Engine.setThreads(old) }
-                return packed.forward(x, t: [0.4], z: z)
+                return packed.infer(x, t: [0.4], z: z)
             }
             let one = threads(1), two = threads(2)
             XCTAssertEqual(one.array, two.array, "T = \(cfg.tokens): 1 vs 2 threads")
@@ -122,16 +122,16 @@ final class SamplerTests: XCTestCase {
             func batch(_ k: Int) -> [Float] {
                 let old = Engine.threads
                 Engine.setThreads(k); defer { Engine.setThreads(old) }
-                return packed.forward(xb, t: tb, z: zb).array
+                return packed.infer(xb, t: tb, z: zb).array
             }
             let b1 = batch(1), b2 = batch(2)
             XCTAssertEqual(b1, b2, "T = \(cfg.tokens): batch of 3, 1 vs 2 threads")
             for i in 0..<B {
-                let alone = packed.forward(Tensor([1, 3, size, size], Array(xb.array[i * per..<(i + 1) * per])), t: [tb[i]],
+                let alone = packed.infer(Tensor([1, 3, size, size], Array(xb.array[i * per..<(i + 1) * per])), t: [tb[i]],
                                            z: Tensor([1, 16], Array(zb.array[i * 16..<(i + 1) * 16]))).array
                 XCTAssertEqual(Array(b1[i * per..<(i + 1) * per]), alone, "T = \(cfg.tokens): picture \(i) in a batch vs alone")
             }
-            let ob = plain.forward(xb, t: tb, z: zb).array
+            let ob = plain.infer(xb, t: tb, z: zb).array
             var db = 0.0, nb = 0.0
             for i in ob.indices { db += Double((b1[i] - ob[i]) * (b1[i] - ob[i])); nb += Double(ob[i] * ob[i]) }
             XCTAssertLessThan((db / nb).squareRoot(), 1e-5, "T = \(cfg.tokens): batch, packed vs OpenBLAS path")
@@ -149,13 +149,18 @@ final class SamplerTests: XCTestCase {
         for p in dec.parameters { rng.fillNormal(p.value, std: 0.1) }
         let x = Philox4x32(seed: 2).gaussian([2, 3, 16, 16]), z = Philox4x32(seed: 3).gaussian([2, 8])
         let start = PackedWeight.bytes
+        XCTAssertEqual(dec.inferencePath(batch: 1), .batched)
         dec.packForInference()
         XCTAssertGreaterThan(PackedWeight.bytes, start)
-        let packed = dec.forward(x, t: [0.3, 0.7], z: z)
-        _ = dec.forward(x, t: [0.3, 0.7], z: z, cache: true)
+        XCTAssertEqual(dec.inferencePath(batch: 1), .rowSplit)
+        XCTAssertEqual(dec.inferencePath(batch: 2), .perPicture)
+        let packed = dec.infer(x, t: [0.3, 0.7], z: z)
+        _ = dec.forward(x, t: [0.3, 0.7], z: z, mode: .training)
         XCTAssertEqual(PackedWeight.bytes, start, "a training forward frees every pack")
+        XCTAssertEqual(dec.inferencePath(batch: 1), .batched)
+        XCTAssertEqual(dec.inferencePath(batch: 2), .batched)
         for p in dec.parameters where p.key.hasSuffix(".weight") { p.value.data[0] += 0.5 }
-        let after = dec.forward(x, t: [0.3, 0.7], z: z), before = packed.array
+        let after = dec.infer(x, t: [0.3, 0.7], z: z), before = packed.array
         XCTAssertNotEqual(after.array, before, "the changed weights are used")
     }
 }
@@ -246,7 +251,7 @@ final class OptimizerTests: XCTestCase {
             xt[k] = (1 - t[b]) * x[k] + t[b] * noise[k]; target[k] = noise[k] - x[k] } }
         func step() -> Float {
             dec.zeroGrad()
-            let out = dec.forward(xt, t: t, z: z, cache: true)
+            let out = dec.forward(xt, t: t, z: z, mode: .training)
             let (loss, dv) = Ops.mse(dec.velocity(xt, t: t, out: out), target)
             _ = dec.backward(dec.velocityBackward(dv, t: t).dout)
             opt.update(lr: 3e-3)
