@@ -191,3 +191,24 @@ def test_default_recipe_matches_rttrain(tmp_path):
         for k in ("loss", "flow", "cos"):
             assert abs(got[k] - want[k]) <= 1e-4 * abs(want[k]), (got["step"], k, got[k], want[k])
         assert abs(got["grad_norm"] - want["grad_norm"]) <= 1e-3 * want["grad_norm"]
+
+
+# `rttrain eval --model default.safetensors --data data/val.rtds --limit 8 --ssl-encoder
+# ssl-encoder.safetensors --json`: the UNQUANTIZED tokens' mean cosine to the SSL token (padded with
+# zeros) and their 1-step decodes' mean PSNR on the codec views of the first 8 validation pictures.
+SWIFT_TOKEN_COSINE, SWIFT_UNQUANTIZED_PSNR = 0.983287316221651, 23.74632072274717
+
+
+@pytest.mark.skipif(not (ROOT / "data/val.rtds").exists() or not DEFAULT.exists(),
+                    reason="needs data/val.rtds (python3 -m reptok.build_dataset --out data/)")
+def test_default_tokens_match_rttrain_eval():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, str(ROOT / "python/scripts/layout_token_check.py"), "--model", str(DEFAULT),
+                          "--ssl-encoder", str(SSL), "--data", str(ROOT / "data/val.rtds"), "--limit", "8"],
+                         capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT / "python"))).stdout
+    r = json.loads(out)
+    assert r["token_dim"] == 576 and r["pictures"] == 8
+    assert abs(r["token_cosine"] - SWIFT_TOKEN_COSINE) < 1e-7
+    assert abs(r["unquantized_psnr_1_step"] - SWIFT_UNQUANTIZED_PSNR) < 1e-3
