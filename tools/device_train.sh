@@ -28,6 +28,9 @@
 # no token noise), warm-started from a codec model file (INIT, normally the committed default):
 #   run(command: "INIT=Sources/RepTokCodec/Models/default.safetensors RECIPE=layout MINUTES=6 bash tools/device_train.sh",
 #       carry: ["device-data"], timeout_s: 600)
+# The tree that travels is at most 64 MiB and the tracked files (the three committed models) are
+# 56 MiB, so this recipe's pack is smaller than the header's (6.8 MB, 542 pictures):
+#   PYTHONPATH=python python3 python/scripts/device_pack.py --short-side 192 --quality 82
 # It writes no model file there (the laplace quantizer and the step modes are rttrain export's) but
 # the EMA weights, OUT/weights.safetensors (F32, 55 MB: in 15 MB pieces, weights.sha256). Here:
 #   cat FILES_AT/weights.safetensors.part-* > /tmp/w.safetensors
