@@ -67,7 +67,7 @@ let package = Package(
 
         // Engine speed: decoder forward, one training step, sgemm rate (compare: tools/bench.sh).
         .executableTarget(name: "rtbench", dependencies: [
-            "RepTokModels", "RepTokNN", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "RepTokModels", "RepTokNN", "RepTokTensor", "RepTokTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The command-line tools: thin executables over RepTokCLI, which holds the shared option
@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["RepTokEval", "RepTokImage", "RepTokMetrics", "RepTokTensor"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RepTokModelsTests", dependencies: ["RepTokModels", "RepTokNN", "RepTokSafeTensors", "RepTokTensor",
-                                                          "RepTokTestSupport"],
+                                                          "RepTokTrain", "RepTokTestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )

@@ -194,7 +194,7 @@ public enum Exporter {
             .setting("threads", .integer(st.threads))
             .setting("weights", "ema")
         try CodecModelFile.write(to: o.out, encoder: trainer.encoderConfig, decoder: model.decoder.config, codec: codec,
-                                 training: training, weights: named, frozenCLS: model.frozenCLS, quantizer: q,
+                                 training: training, weights: named, frozenCLS: trainer.objective.frozenCLS, quantizer: q,
                                  weightType: weightType)
     }
 

@@ -46,6 +46,8 @@ public final class TokenizerTrainer {
     public let config: TrainConfig
     public let encoderConfig: EncoderConfig
     public let model: RepTokModel
+    /// The training objective on `model` (tuned parameters, frozen reference, loss).
+    public let objective: TokenizerObjective
     public let optimizer: AdamW
     public let ema: EMA
     public private(set) var step = 0
@@ -83,7 +85,8 @@ public final class TokenizerTrainer {
         let decoder = FlowDecoder(dcfg)
         decoder.initialize(seed: SplitMix64.mix(config.seed, 0xDEC0DE))
         model = RepTokModel(encoder: encoder, adapter: config.adapter(encoderWidth: encoderConfig.hiddenSize), decoder: decoder)
-        model.setTune(config.tuneMode!)
+        objective = TokenizerObjective(model)
+        objective.setTune(config.tuneMode!)
         if let path = config.initFrom {
             // After setTune: the frozen reference keeps the SSL encoder's weights.
             let f: SafeTensorsFile
@@ -145,6 +148,7 @@ public final class TokenizerTrainer {
         let encoder = Dinov2Encoder(encoderConfig)
         let decoder = FlowDecoder(dcfg)
         model = RepTokModel(encoder: encoder, adapter: config.adapter(encoderWidth: encoderConfig.hiddenSize), decoder: decoder)
+        objective = TokenizerObjective(model)
         do {
             // 1. the frozen reference: setTune copies it from the live encoder
             if file.contains("frozen.encoder.layernorm.weight") {
@@ -154,7 +158,7 @@ public final class TokenizerTrainer {
                 try file.copyFloats("frozen.cls_token", into: encoder.clsToken.value.data, count: encoder.clsToken.value.count)
             }
             guard let mode = config.tuneMode else { throw TrainError.checkpoint("bad tune mode \(config.tune)") }
-            model.setTune(mode)
+            objective.setTune(mode)
             // 2. live weights
             for (name, p) in model.namedParameters {
                 try file.copyFloats("param." + name, into: p.value.data, count: p.value.count)
@@ -214,8 +218,8 @@ public final class TokenizerTrainer {
             try w.add(name, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32)
         }
         for (name, p) in model.namedParameters { try add("param." + name, p.value) }
-        try add("frozen.cls_token", model.frozenCLS)
-        if let f = model.frozenEncoder {
+        try add("frozen.cls_token", objective.frozenCLS)
+        if let f = objective.frozenEncoder {
             for p in f.parameters { try add("frozen.encoder." + p.key, p.value) }
         }
         let trainable = model.namedParameters.filter { $0.1.trainable }
@@ -251,8 +255,8 @@ public final class TokenizerTrainer {
         for p in optimizer.params { p.zeroGrad() }
         let tn = config.tokenNoise > 0 ? (relative: config.tokenNoise, draw: rnd.gaussian([B, D + config.layoutDim], .tokenNoise)) : nil
         let keep = config.layoutDrop > 0 ? rnd.layoutKeep(B, m: config.layoutDim, drop: config.layoutDrop) : nil
-        let (loss, nstd) = TokenizerObjective.lossAndGradients(model, pixelsEnc: pe, x: x, t: t, noise: noise,
-                                                               lambda: config.lambda, tokenNoise: tn, layoutKeep: keep)
+        let loss = objective.lossAndGradients(pixelsEnc: pe, x: x, t: t, noise: noise, lambda: config.lambda,
+                                              tokenNoise: tn, layoutKeep: keep)
         let gn = optimizer.clipGradients(maxNorm: config.clip)
         let rate = lr(step, total: total)
         if gn.isFinite {
@@ -265,7 +269,7 @@ public final class TokenizerTrainer {
         samples += B
         let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return StepMetrics(step: step, loss: loss.loss, flow: loss.flow, cos: loss.cos, lr: rate, gradNorm: gn,
-                           tokenNoiseStd: nstd, seconds: sec, wall: wallBefore + segmentSeconds)
+                           tokenNoiseStd: loss.tokenNoiseStd, seconds: sec, wall: wallBefore + segmentSeconds)
     }
 
     /// Runs until the step budget is spent (`finished`), or until a stop is requested (SIGINT,

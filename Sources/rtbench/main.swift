@@ -3,6 +3,7 @@ import Foundation
 import RepTokModels
 import RepTokNN
 import RepTokTensor
+import RepTokTrain
 
 /// rtbench: engine speed. Decoder forward at batch 1 and 8, one tokenizer training step, GFLOP/s
 /// from the model's FLOP count, and the sgemm rate on the decoder's own matrix shapes measured in
@@ -162,14 +163,15 @@ struct RTBench: ParsableCommand {
         let encoder = Dinov2Encoder(enc)
         encoder.initialize(seed: 3)
         let model = RepTokModel(encoder: encoder, adapter: TokenAdapter(dim: enc.hiddenSize), decoder: decoder)
-        model.setTune(.cls)
+        let objective = TokenizerObjective(model)
+        objective.setTune(.cls)
         let B = 8
         let px = philox.gaussian([B, 3, size, size], stream: 2)
         let noise = philox.gaussian([B, 3, size, size], stream: 3)
         let tt = (0..<B).map { Float($0 + 1) / Float(B + 1) }
         let stepS = median {
             for p in model.trainableParameters { p.zeroGrad() }
-            _ = model.lossAndGradients(pixelsEnc: px, x: px, t: tt, noise: noise, lambda: 0.1)
+            _ = objective.lossAndGradients(pixelsEnc: px, x: px, t: tt, noise: noise, lambda: 0.1)
         }
         let encFlops = 2 * Double(B) * encoderFLOPs(enc) / 1e9
         // decoder fwd+bwd = 3x forward; encoder: 2 forwards (live + frozen) + backward without dW (~2x)

@@ -3,6 +3,7 @@ import RepTokModels
 import RepTokNN
 import RepTokSafeTensors
 import RepTokTensor
+import RepTokTrain
 import XCTest
 
 /// Conformance against the PyTorch reference (python/reptok/model.py, python/scripts/make_fixtures.py) and
@@ -189,11 +190,12 @@ final class ConformanceTests: XCTestCase {
         try ModelFile.load(ad.parameters, prefix: "adapter.", from: f)
         try ModelFile.load(dec.parameters, prefix: "decoder.", from: f)
         let model = RepTokModel(encoder: enc, adapter: ad, decoder: dec)
-        model.setTune(.cls)
-        model.frozenCLS.copy(from: try t(f, "frozen.cls_token"))
+        let objective = TokenizerObjective(model)
+        objective.setTune(.cls)
+        objective.frozenCLS.copy(from: try t(f, "frozen.cls_token"))
         for p in model.trainableParameters { p.zeroGrad() }
         let lambda = try t(f, "in.lambda")[0]
-        let loss = model.lossAndGradients(pixelsEnc: try t(f, "in.pixels_enc"), x: try t(f, "in.x"),
+        let loss = objective.lossAndGradients(pixelsEnc: try t(f, "in.pixels_enc"), x: try t(f, "in.x"),
                                           t: try t(f, "in.t").array, noise: try t(f, "in.noise"), lambda: lambda)
         assertClose(Tensor([1], [loss.loss]), try t(f, "out.loss"), 1e-4, "loss")
         assertClose(Tensor([1], [loss.flow]), try t(f, "out.flow_loss"), 1e-4, "flow loss")

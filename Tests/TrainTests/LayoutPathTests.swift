@@ -11,7 +11,7 @@ import RepTokTestSupport
 import XCTest
 
 final class LayoutPathTests: XCTestCase {
-    func smallModel(layoutDim m: Int = 5, random: Bool = true) -> RepTokModel {
+    func smallModel(layoutDim m: Int = 5, random: Bool = true) -> TokenizerObjective {
         let e = Dinov2Encoder(EncoderConfig(hiddenSize: 16, numHiddenLayers: 1, numAttentionHeads: 2, patchSize: 8, imageSize: 16))
         e.initialize(seed: 1)
         let d = FlowDecoder(DecoderConfig(imageSize: 16, patchSize: 4, width: 16, depth: 1, numHeads: 2, tokenDim: 16 + m, skipSize: 4))
@@ -21,9 +21,9 @@ final class LayoutPathTests: XCTestCase {
         if random {
             for p in d.parameters + a.parameters where p.value.array.allSatisfy({ $0 == 0 }) { rng.fillNormal(p.value, std: 0.05) }
         }
-        let model = RepTokModel(encoder: e, adapter: a, decoder: d)
-        model.setTune(.all)
-        return model
+        let objective = TokenizerObjective(RepTokModel(encoder: e, adapter: a, decoder: d))
+        objective.setTune(.all)
+        return objective
     }
 
     func testCoarseIsTheBoxMean() {
@@ -40,14 +40,14 @@ final class LayoutPathTests: XCTestCase {
     /// The tokenizer loss through the layout path: analytic gradients of the adapter's layout
     /// and projection weights against central finite differences of the loss.
     func testLayoutPathGradientsMatchFiniteDifferences() {
-        let model = smallModel()
+        let objective = smallModel(), model = objective.model
         let r = StepRandom(seed: 5, step: 1)
         let x = r.gaussian([2, 3, 16, 16], .views), noise = r.gaussian([2, 3, 16, 16], .flowNoise)
         for i in 0..<x.count { x.data[i] = max(-1, min(1, 0.5 * x.data[i])) }
         let t: [Float] = [0.7, 1]
         func loss() -> Double {
             for p in model.trainableParameters { p.zeroGrad() }
-            return Double(model.lossAndGradients(pixelsEnc: x, x: x, t: t, noise: noise, lambda: 0.5).loss)
+            return Double(objective.lossAndGradients(pixelsEnc: x, x: x, t: t, noise: noise, lambda: 0.5).loss)
         }
         _ = loss()
         let checks: [(Parameter, [Int])] = [(model.adapter.layout!.weight, [0, 7, 33, 47]), (model.adapter.layout!.bias!, [0, 4]),
@@ -70,14 +70,14 @@ final class LayoutPathTests: XCTestCase {
     /// coordinates match finite differences, and a dropped coordinate's row gets only the cosine
     /// term's gradient (lambda 0: none).
     func testLayoutDropTruncatesTheDecodersToken() {
-        let model = smallModel(layoutDim: 5)
+        let objective = smallModel(layoutDim: 5), model = objective.model
         let r = StepRandom(seed: 6, step: 2)
         let x = r.gaussian([2, 3, 16, 16], .views), noise = r.gaussian([2, 3, 16, 16], .flowNoise)
         for i in 0..<x.count { x.data[i] = max(-1, min(1, 0.5 * x.data[i])) }
         let t: [Float] = [1, 0.6]
         func step(_ keep: [Int]?, lambda: Float = 0) -> Double {
             for p in model.trainableParameters { p.zeroGrad() }
-            return Double(model.lossAndGradients(pixelsEnc: x, x: x, t: t, noise: noise, lambda: lambda, layoutKeep: keep).loss)
+            return Double(objective.lossAndGradients(pixelsEnc: x, x: x, t: t, noise: noise, lambda: lambda, layoutKeep: keep).loss)
         }
         XCTAssertEqual(step([5, 5]), step(nil))
         let full = step(nil), cut = step([2, 5])
@@ -159,7 +159,7 @@ final class LayoutPathTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Pictures.write(pics.map { $0.image }, to: dir + "/p.rtds")
-        let model = smallModel(layoutDim: 6, random: false)
+        let model = smallModel(layoutDim: 6, random: false).model
         let rep = try LayoutInit.apply(model: model, data: try Pictures.open(dir + "/p.rtds"), share: 0.1)
         XCTAssertEqual(rep.views, 40)
         XCTAssertEqual(rep.modelPSNR, rep.linearPSNR, accuracy: 0.05)
