@@ -1,9 +1,16 @@
 import Foundation
 import CBLASLoader
 
-/// Thread control for the engine. The number of threads never changes results: work is split
-/// into chunks whose boundaries depend only on the problem size, and each output element is
-/// always computed by the same code in the same order.
+/// Thread control for the engine.
+///
+/// The thread contract (one statement, docs/ARCHITECTURE.md "Threads"): the number of threads
+/// never changes a result. Work is split into chunks whose boundaries depend only on the problem
+/// size, never on the thread count, and each output element is always computed by the same code
+/// in the same order; so encoding, decoding and generating give the same bytes, and every
+/// training step the same weights, with any thread count: a training run resumed with another
+/// thread count continues bit for bit. `REPTOK_THREADS=1` runs everything on one core. Tested:
+/// ThreadInvarianceTests (kernels), SamplerTests (the packed decoder paths), CLITests (rtenc and
+/// rtdec bytes), TrainTests (a tokenizer run resumed with another thread count).
 public enum Engine {
     /// Worker threads for elementwise work and BLAS (default: all cores, or REPTOK_THREADS).
     public private(set) static var threads: Int = {

@@ -102,7 +102,6 @@ public final class GeneratorTrainer {
     public private(set) var step = 0
     public private(set) var data: TokenSet!
     private var wallBefore = 0.0
-    private var checkpointThreads: Int?
     public let runDir: String
     public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public var quiet = false
@@ -163,7 +162,6 @@ public final class GeneratorTrainer {
         ema.updates = state.step
         step = state.step
         wallBefore = state.wallSeconds
-        checkpointThreads = state.threads
     }
 
     // MARK: - Tokens
@@ -287,9 +285,6 @@ public final class GeneratorTrainer {
     public func run(stopAfter: Int? = nil) throws -> Outcome {
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         if data == nil { try prepareTokens() }
-        if let n = checkpointThreads, n != Engine.threads {
-            log("rttrain generator: warning: the checkpoint was written with \(n) threads, now \(Engine.threads): not bit-identical")
-        }
         let metrics = try TokenizerTrainer.openMetrics(metricsPath, keepingStepsUpTo: step)
         defer { try? metrics.close() }
         let tty = isatty(2) != 0 && !quiet

@@ -18,7 +18,8 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var wallSeconds: Double
     /// Images seen.
     public var samples: Int
-    /// Thread count of the run (bit-identical resume needs the same one).
+    /// Thread count of the run, as a record: results do not depend on it (a resume with another
+    /// thread count continues bit for bit, Engine's thread contract).
     public var threads: Int
 
     enum CodingKeys: String, CodingKey {
@@ -60,7 +61,6 @@ public final class TokenizerTrainer {
     /// Where progress goes (stderr by default; tests silence it).
     public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public var quiet = false
-    private var checkpointThreads: Int?
     /// What the layout path's PCA start measured (fresh runs with a layout path).
     public private(set) var layoutReport: LayoutInit.Report?
 
@@ -186,7 +186,6 @@ public final class TokenizerTrainer {
         totalSteps = state.totalSteps
         wallBefore = state.wallSeconds
         samples = state.samples
-        checkpointThreads = state.threads
     }
 
     /// Loads an SSL encoder (`encoder.*` keys, `reptok.config` with an `encoder` part); the
@@ -279,9 +278,6 @@ public final class TokenizerTrainer {
             var set = try Pictures.open(config.data)
             if config.shrinkPictures { set = try Pictures.shrunk(set, maxSide: 4 * config.imageSize) }
             views = try ViewSampler(dataset: set, config: config.viewConfig, batchSize: config.batch, seed: config.seed)
-        }
-        if let n = checkpointThreads, n != Engine.threads {
-            log("rttrain: warning: the checkpoint was written with \(n) threads, now \(Engine.threads): the continuation is not bit-identical to an uninterrupted run")
         }
         segmentStart = DispatchTime.now().uptimeNanoseconds
         var metricsHandle: FileHandle?

@@ -77,6 +77,12 @@ final class PipelineTests: XCTestCase {
         }
         XCTAssertFalse(outputs[0].isEmpty)
         for o in outputs.dropFirst() { XCTAssertEqual(o, outputs[0], "decoded images differ") }
+        // Encoding too: the same record bytes with 1 and 2 threads.
+        let e1 = Tools.run("rtenc", ["-m", slow, "a.png"], cwd: dir, env: ["REPTOK_THREADS": "1"])
+        let e2 = Tools.run("rtenc", ["-m", slow, "a.png"], cwd: dir, env: ["REPTOK_THREADS": "2"])
+        assertSuccess(e1, "encode with 1 thread")
+        XCTAssertEqual(e1.stdout, e2.stdout, "encoded records differ")
+        XCTAssertEqual(e1.stdout, readBytes(dir + "/a.rtk"))
         // The model-resolution image too (no resampling in the way).
         let n1 = Tools.run("rtdec", ["-m", slow, "--steps", "2", "--native", "a.rtk"], cwd: dir, env: ["REPTOK_THREADS": "1"])
         let n2 = Tools.run("rtdec", ["-m", slow, "--steps", "2", "--native", "a.rtk"], cwd: dir, env: ["REPTOK_THREADS": "2"])

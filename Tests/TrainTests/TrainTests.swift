@@ -105,6 +105,40 @@ final class TrainTests: XCTestCase {
         XCTAssertNotEqual(try fa.floats("param.decoder.final.linear.weight").map { abs($0) }.max(), 0)
     }
 
+    /// The thread contract: a run interrupted with 2 threads and resumed with 1 ends with the
+    /// tensors of an uninterrupted 1-thread run (and so does a whole 2-thread run). The shapes are
+    /// large enough that products, elementwise kernels and attention heads split their work.
+    func testResumeWithAnotherThreadCountIsBitIdentical() throws {
+        let data = dir + "/train.rtds"
+        try Pictures.write(Self.pictures(6), to: data)
+        var c = tinyConfig(data: data)
+        c.imageSize = 32; c.patch = 4; c.width = 64; c.heads = 4; c.encWidth = 64; c.encHeads = 4
+        c.batch = 8; c.steps = 4; c.skipSize = 8; c.skipInput = true; c.layoutDim = 8; c.layoutSize = 8; c.layoutDrop = 0.5
+        let old = Engine.threads
+        defer { Engine.setThreads(old) }
+        Engine.setThreads(1)
+        let a = try TokenizerTrainer(config: c, runDir: dir + "/a")
+        a.quiet = true
+        XCTAssertEqual(try a.run(), .finished)
+        Engine.setThreads(2)
+        let b = try TokenizerTrainer(config: c, runDir: dir + "/b")
+        b.quiet = true
+        XCTAssertEqual(try b.run(stopAfter: 2), .interrupted)
+        let w = try TokenizerTrainer(config: c, runDir: dir + "/w")
+        w.quiet = true
+        XCTAssertEqual(try w.run(), .finished)
+        Engine.setThreads(1)
+        let b2 = try TokenizerTrainer(checkpoint: dir + "/b/checkpoint.safetensors", runDir: dir + "/b")
+        b2.quiet = true
+        XCTAssertEqual(b2.step, 2)
+        XCTAssertEqual(try b2.run(), .finished)
+        XCTAssertEqual(try step(of: dir + "/b/checkpoint.safetensors"), 4)
+        try assertSameTensors(dir + "/a/checkpoint.safetensors", dir + "/b/checkpoint.safetensors")
+        try assertSameTensors(dir + "/a/checkpoint.safetensors", dir + "/w/checkpoint.safetensors")
+        let fa = try SafeTensorsFile(path: dir + "/a/checkpoint.safetensors")
+        XCTAssertNotEqual(try fa.floats("param.decoder.final.linear.weight").map { abs($0) }.max(), 0)
+    }
+
     /// A pretrained-encoder run (--encoder at another resolution, --tune cls) resumes exactly too.
     func testPretrainedEncoderClsTuneResumes() throws {
         let data = dir + "/train.rtds"
