@@ -26,7 +26,7 @@ struct RTBench: ParsableCommand {
     @Option(name: .long, help: "Only run the decoder forward at this batch size this many times (for profilers).")
     var profileForward: Int?
     @Option(name: .long, help: "Batch size for --profile-forward.") var profileBatch = 1
-    @Flag(name: .long, help: "Time the decoder block's operations one by one (batch --profile-batch).")
+    @Flag(name: .long, help: "Time the decoder block's operations one by one as FlowDecoder.infer runs them at batch --profile-batch (packed row path; the batched OpenBLAS path with --no-pack), then infer itself.")
     var opProfile = false
     @Flag(name: .long, help: "Forwards through OpenBLAS, without the inference weight packs the codec uses.")
     var noPack = false
@@ -66,39 +66,75 @@ struct RTBench: ParsableCommand {
         if !noPack { decoder.packForInference() }
         let packSeconds = Double(DispatchTime.now().uptimeNanoseconds - packStart) / 1e9
         if opProfile {
-            let B = profileBatch, T = dcfg.tokens, W = width, M = B * T
-            let x = philox.gaussian([M, W]), h4 = philox.gaussian([M, 4 * W], stream: 2)
-            let wq = philox.gaussian([3 * W, W], stream: 3), wp = philox.gaussian([W, W], stream: 4)
-            let w1 = philox.gaussian([4 * W, W], stream: 5), w2 = philox.gaussian([W, 4 * W], stream: 6)
-            let bq = Tensor([3 * W]), b1 = Tensor([4 * W]), bw = Tensor([W])
-            let qkv = Ops.linear(x, wq, bq)
-            let mod = philox.gaussian([B, 6 * W], stream: 7)
+            let B = profileBatch, T = dcfg.tokens, W = width, F = 4 * W
             var total = 0.0
             func op(_ name: String, _ f: () -> Void) {
                 let s = median(f) * 1e3
                 total += s
-                print(String(format: "%-24@ %8.3f ms", name as NSString, s))
+                print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: " %8.3f ms", s))
             }
-            if noPack {
+            let wq = philox.gaussian([3 * W, W], stream: 3), wp = philox.gaussian([W, W], stream: 4)
+            let w1 = philox.gaussian([F, W], stream: 5), w2 = philox.gaussian([W, F], stream: 6)
+            let bq = Tensor([3 * W]), b1 = Tensor([F]), bw = Tensor([W])
+            let path = decoder.inferencePath(batch: B)
+            if path == .batched {
+                // What ships without weight packs (--no-pack, or a CPU without AVX2/FMA): infer's
+                // batched path, each operation over the batch's B*T rows.
+                print("decoder block operations, batched path (OpenBLAS), batch \(B): \(B * T) rows")
+                let M = B * T
+                let x = philox.gaussian([M, W]), h4 = philox.gaussian([M, F], stream: 2)
+                let qkv = Ops.linear(x, wq, bq), mod = philox.gaussian([B, 6 * W], stream: 7)
                 op("qkv linear") { _ = Ops.linear(x, wq, bq) }
                 op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
                 op("proj linear") { _ = Ops.linear(x, wp, bw) }
                 op("fc1 linear") { _ = Ops.linear(x, w1, b1) }
                 op("gelu") { _ = Ops.gelu(h4) }
                 op("fc2 linear") { _ = Ops.linear(h4, w2, bw) }
+                op("2x layernorm") { _ = Ops.layerNorm(x, nil, nil, eps: 1e-6); _ = Ops.layerNorm(x, nil, nil, eps: 1e-6) }
+                op("2x modulate") { _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W); _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W) }
+                op("2x gateAdd") { Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0); Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0) }
+                print(String(format: "sum per block %.3f ms, x %d blocks = %.2f ms", total, depth, total * Double(depth)))
             } else {
+                // What ships with packs (rowSplit at batch 1, perPicture above): each block is
+                // DecoderBlock.inferRows over a picture's T rows, every operation on one thread:
+                // fused row ops, packed products, attention for the rows' queries with K and V
+                // packed per head. Timed here on one picture's T rows on this thread (the unit of
+                // perPicture; rowSplit runs the two halves of it on two threads).
+                print("decoder block operations as FlowDecoder.infer runs them (\(path) at batch \(B)): one picture's \(T) rows, one thread")
                 let pq = PackedWeight(wq)!, pp = PackedWeight(wp)!, p1 = PackedWeight(w1)!, p2 = PackedWeight(w2)!
-                op("qkv linear (packed)") { _ = Ops.linear(x, packed: pq, bq) }
-                op("attention") { _ = Attention.forward(qkv, B: B, T: T, heads: heads, keepProbs: false) }
-                op("proj linear (packed)") { _ = Ops.linear(x, packed: pp, bw) }
-                op("fc1 linear+gelu (packed)") { _ = Ops.linear(x, packed: p1, b1, activation: .gelu) }
-                op("fc2 linear (packed)") { _ = Ops.linear(h4, packed: p2, bw) }
+                let h = philox.gaussian([T, W]), md = philox.gaussian([1, 6 * W], stream: 7)
+                let nb = Tensor([T, W]), mb = Tensor([T, W]), qkv = philox.gaussian([T, 3 * W], stream: 8)
+                let o = Tensor([T, W]), a = Tensor([T, W]), f1 = Tensor([T, F]), stats = Tensor([2, T])
+                let dh = W / heads, scratch = Tensor([Attention.queryRowsScratch(T: T, dh: dh, rows: T)])
+                op("layernorm (rows)") {
+                    Ops.layerNormRows(into: nb.data, h.data, rows: 0, T, width: W, eps: 1e-6, mean: stats.data, rstd: stats.data + T)
+                }
+                op("modulate (rows)") { Ops.modulateRows(into: mb.data, nb.data, rows: T, width: W, shift: md.data, scale: md.data + W) }
+                op("qkv linear (packed)") { Ops.linearOneThread(into: qkv.data, ldy: 3 * W, mb.data, ldx: W, n: T, packed: pq, bq) }
+                op("attention (packed query rows)") {
+                    Attention.queryRows(qkv.data, T: T, heads: heads, width: W, r0: 0, r1: T, out: o.data, ldo: W, scratch: scratch.data)
+                }
+                op("proj linear (packed)") { Ops.linearOneThread(into: a.data, ldy: W, o.data, ldx: W, n: T, packed: pp, bw) }
+                op("gated residual (rows)") { Ops.gateAddRows(h.data, a.data, rows: T, width: W, gate: md.data + 2 * W) }
+                op("layernorm (rows)") {
+                    Ops.layerNormRows(into: nb.data, h.data, rows: 0, T, width: W, eps: 1e-6, mean: stats.data, rstd: stats.data + T)
+                }
+                op("modulate (rows)") { Ops.modulateRows(into: mb.data, nb.data, rows: T, width: W, shift: md.data + 3 * W, scale: md.data + 4 * W) }
+                op("fc1 linear+gelu (packed)") {
+                    Ops.linearOneThread(into: f1.data, ldy: F, mb.data, ldx: W, n: T, packed: p1, b1, activation: .gelu)
+                }
+                op("fc2 linear (packed)") { Ops.linearOneThread(into: a.data, ldy: W, f1.data, ldx: F, n: T, packed: p2, bw) }
+                op("gated residual (rows)") { Ops.gateAddRows(h.data, a.data, rows: T, width: W, gate: md.data + 5 * W) }
+                print(String(format: "sum per block %.3f ms, x %d blocks x %d pictures = %.2f ms of one-thread work", total, depth, B,
+                             total * Double(depth * B)))
             }
-            op("2x layernorm") { _ = Ops.layerNorm(x, nil, nil, eps: 1e-6); _ = Ops.layerNorm(x, nil, nil, eps: 1e-6) }
-            op("2x modulate") { _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W); _ = Ops.modulate(x, B: B, mod: mod, shiftAt: 0, scaleAt: W) }
-            op("2x gateAdd") { Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0); Ops.gateAdd(x, x, B: B, mod: mod, gateAt: 0) }
-            op("clone") { _ = x.clone() }
-            print(String(format: "sum per block %.3f ms, x %d blocks = %.2f ms", total, depth, total * Double(depth)))
+            // The whole forward as shipped, for scale: the blocks plus embeddings and output head,
+            // on the engine's threads.
+            let x = philox.gaussian([B, 3, size, size]), z = philox.gaussian([B, enc.hiddenSize], stream: 1)
+            let t = [Float](repeating: 0.5, count: B)
+            let s = median { _ = decoder.infer(x, t: t, z: z) } * 1e3
+            print(String(format: "FlowDecoder.infer, batch %d (%@), %d threads: %.2f ms (%.3f ms per block with the embeddings and head)",
+                         B, "\(path)" as NSString, Engine.threads, s, s / Double(depth)))
             return
         }
         if comparePack {
