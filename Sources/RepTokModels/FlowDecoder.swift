@@ -348,9 +348,9 @@ public final class FlowDecoder: Module {
         case batched
     }
 
-    /// The path `infer` takes for a batch of B pictures.
+    /// The path `infer` takes for a batch of B pictures (an empty batch: `batched`, as before).
     public func inferencePath(batch B: Int) -> InferencePath {
-        guard !blocks.isEmpty, blocks.allSatisfy({ $0.rowPacks != nil }) else { return .batched }
+        guard B >= 1, !blocks.isEmpty, blocks.allSatisfy({ $0.rowPacks != nil }) else { return .batched }
         return B == 1 ? .rowSplit : .perPicture
     }
 
