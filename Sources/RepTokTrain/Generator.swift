@@ -101,7 +101,8 @@ public final class GeneratorTrainer {
     public let ema: EMA
     public private(set) var step = 0
     public private(set) var data: TokenSet!
-    private var wallBefore = 0.0
+    /// Training wall time, all segments together.
+    private(set) var clock = TrainingClock()
     public let runDir: String
     public var log: (String) -> Void = { s in FileHandle.standardError.write(Data((s + "\n").utf8)) }
     public var quiet = false
@@ -161,7 +162,7 @@ public final class GeneratorTrainer {
         for (s, p) in zip(ema.shadow, generator.parameters) { s.copy(from: try ModelFile.tensor("ema." + p.key, in: file)) }
         ema.updates = state.step
         step = state.step
-        wallBefore = state.wallSeconds
+        clock = TrainingClock(before: state.wallSeconds)
     }
 
     // MARK: - Tokens
@@ -267,7 +268,7 @@ public final class GeneratorTrainer {
 
     public func saveCheckpoint() throws {
         let state = GeneratorTrainState(config: config, codecModel: codec.fingerprintHex, step: step,
-                                        wallSeconds: wallBefore, threads: Engine.threads)
+                                        wallSeconds: clock.seconds, threads: Engine.threads)
         var w = SafeTensorsWriter(metadata: ["reptok.generator-train": try JSONText.encode(state),
                                              ModelFile.configKey: ([GeneratorFile.configPart: try JSONValue(encoding: generator.config)] as JSONValue).text()])
         func add(_ n: String, _ t: Tensor) throws { try w.add(n, shape: t.shape, values: UnsafeBufferPointer(t.buffer), as: .F32) }
@@ -280,52 +281,38 @@ public final class GeneratorTrainer {
         try w.write(to: checkpointPath)
     }
 
-    public enum Outcome { case finished, interrupted }
+    public typealias Outcome = TrainingLoop.Outcome
+
+    /// One optimizer step on the batch of step `step`: its metrics.jsonl line, loss, rate and gradient norm.
+    func trainStep() throws -> (metrics: String, seconds: Double, loss: Float, lr: Float, gradNorm: Float) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let loss = lossAndGradients(step: step)
+        let gn = optimizer.clipGradients(maxNorm: config.clip)
+        let rate = WarmupCosine(peakLR: config.lr, minLR: config.minLR, warmupSteps: config.warmup, totalSteps: config.steps).lr(step)
+        if gn.isFinite { optimizer.update(lr: rate); ema.update() } else { log("rttrain generator: step \(step): non-finite gradient, skipped") }
+        step += 1
+        let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        let line = try JSONText.string(["step": step, "loss": Double(loss), "lr": Double(rate), "grad_norm": Double(gn),
+                                        "seconds": sec, "wall": clock.seconds])
+        return (line, sec, loss, rate, gn)
+    }
 
     public func run(stopAfter: Int? = nil) throws -> Outcome {
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         if data == nil { try prepareTokens() }
-        let metrics = try TokenizerTrainer.openMetrics(metricsPath, keepingStepsUpTo: step)
-        defer { try? metrics.close() }
-        let tty = isatty(2) != 0 && !quiet
-        let schedule = WarmupCosine(peakLR: config.lr, minLR: config.minLR, warmupSteps: config.warmup, totalSteps: config.steps)
-        var lastCkpt = DispatchTime.now().uptimeNanoseconds
-        var segStart = lastCkpt
+        let loop = try TrainingLoop(name: "rttrain generator", step: step, clock: clock, itemsPerStep: config.batch,
+                                    logEvery: config.logEvery, checkpointMinutes: config.checkpointMinutes, quiet: quiet, log: log,
+                                    runDir: runDir, checkpointPath: checkpointPath)
         var smooth: Double? = nil
-        var recent = [Double]()
-        while step < config.steps {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let loss = lossAndGradients(step: step)
-            let gn = optimizer.clipGradients(maxNorm: config.clip)
-            let rate = schedule.lr(step)
-            if gn.isFinite { optimizer.update(lr: rate); ema.update() } else { log("rttrain generator: step \(step): non-finite gradient, skipped") }
-            step += 1
-            let now = DispatchTime.now().uptimeNanoseconds
-            let sec = Double(now - t0) / 1e9
-            wallBefore += Double(now - segStart) / 1e9; segStart = now
-            recent.append(sec); if recent.count > 50 { recent.removeFirst() }
-            smooth = smooth.map { 0.98 * $0 + 0.02 * Double(loss) } ?? Double(loss)
-            metrics.write(Data((try JSONText.string(["step": step, "loss": Double(loss), "lr": Double(rate),
-                                                     "grad_norm": Double(gn), "seconds": sec, "wall": wallBefore]) + "\n").utf8))
-            let avg = recent.reduce(0, +) / Double(recent.count)
-            let line = String(format: "generator step %d/%d  %.0f tokens/s  loss %.4f  lr %.2e  |g| %.2f  ETA %@", step, config.steps,
-                              Double(config.batch) / avg, smooth!, rate, gn, TokenizerTrainer.clock(Double(config.steps - step) * avg))
-            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
-            else if !quiet && (step % config.logEvery == 0 || step == config.steps) { log(line) }
-            let stop = StopSignal.requested || (stopAfter.map { step >= $0 } ?? false)
-            if stop || Double(now - lastCkpt) / 1e9 >= config.checkpointMinutes * 60 {
-                try saveCheckpoint()
-                lastCkpt = now
-                if stop {
-                    if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-                    log("rttrain generator: stopped at step \(step); checkpoint written to \(checkpointPath)")
-                    return .interrupted
-                }
+        return try loop.run(budget: .steps(config.steps), stopAfter: stopAfter, train: { _ in
+            let m = try trainStep()
+            smooth = smooth.map { 0.98 * $0 + 0.02 * Double(m.loss) } ?? Double(m.loss)
+            let sm = smooth!
+            return TrainingLoop.StepReport(step: step, seconds: m.seconds, metrics: m.metrics) { p in
+                String(format: "generator step %d/%d  %.0f tokens/s  loss %.4f  lr %.2e  |g| %.2f  ETA %@",
+                       p.step, p.total, p.perSecond, sm, m.lr, m.gradNorm, p.eta)
             }
-        }
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        try saveCheckpoint()
-        return .finished
+        }, checkpoint: saveCheckpoint)
     }
 
     // MARK: - Export
@@ -337,7 +324,7 @@ public final class GeneratorTrainer {
         ema.copyToParameters()
         defer { for (p, v) in zip(generator.parameters, live) { p.value.copy(from: v) } }
         let training: JSONValue = ["config": try JSONValue(encoding: config), "steps": .integer(step),
-                                   "wall_seconds": try JSONValue(encoding: wallBefore), "tokens": .integer(d.count)]
+                                   "wall_seconds": try JSONValue(encoding: clock.seconds), "tokens": .integer(d.count)]
         try GeneratorFile.write(generator, mean: d.mean, std: d.std, codecModel: codec.fingerprintHex, training: training,
                                 to: path, fp16: fp16)
     }

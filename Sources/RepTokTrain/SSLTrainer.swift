@@ -205,7 +205,8 @@ public final class SSLSession {
     public let center: Tensor
     public private(set) var step = 0
     public private(set) var samples = 0
-    public private(set) var wallBefore: Double = 0
+    /// Training wall time, all segments together.
+    private(set) var clock = TrainingClock()
     private var lastEvalWall: Double = 0
     public private(set) var baseline: SSLRetrieval?
     public private(set) var lastRetrieval: SSLRetrieval?
@@ -280,7 +281,7 @@ public final class SSLSession {
         }
         step = state.step
         samples = state.samples
-        wallBefore = state.wallSeconds
+        clock = TrainingClock(before: state.wallSeconds)
         lastEvalWall = state.lastEvalWall
         baseline = state.baseline
         lastRetrieval = state.lastRetrieval
@@ -401,7 +402,7 @@ public final class SSLSession {
         let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return SSLStepMetrics(step: step, loss: loss, koleo: koleo, lr: rate, wd: wd, momentum: m, teacherTemp: tt,
                               gradNorm: gn, teacherEntropy: ent.rowMean, teacherMeanEntropy: ent.ofMean,
-                              seconds: sec, wall: wallBefore + segmentSeconds)
+                              seconds: sec, wall: clock.seconds)
     }
 
     // MARK: - Eval, checkpoints, export
@@ -414,12 +415,9 @@ public final class SSLSession {
     }
 
     public var state: SSLState {
-        SSLState(config: config, step: step, wallSeconds: wallBefore + segmentSeconds, samples: samples,
+        SSLState(config: config, step: step, wallSeconds: clock.seconds, samples: samples,
                  threads: Engine.threads, lastEvalWall: lastEvalWall, baseline: baseline, lastRetrieval: lastRetrieval)
     }
-
-    private var segmentStart = DispatchTime.now().uptimeNanoseconds
-    private var segmentSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - segmentStart) / 1e9 }
 
     /// Writes everything a resume needs, atomically. The teacher encoder is stored under
     /// `encoder.` with a `reptok.config`, so the checkpoint itself also works as `--encoder`.
@@ -445,96 +443,58 @@ public final class SSLSession {
 
     /// The teacher encoder as an SSL encoder file (SSLEncoderFile), with an `ssl` record of the run.
     public func exportEncoder(to path: String) throws {
-        let info: JSONValue = ["step": .integer(step), "wall_seconds": try JSONValue(encoding: (wallBefore + segmentSeconds).rounded()),
+        let info: JSONValue = ["step": .integer(step), "wall_seconds": try JSONValue(encoding: clock.seconds.rounded()),
                                "config": try JSONValue(encoding: config)]
         try SSLEncoderFile.write(teacher, ssl: info, to: path)
     }
 
     // MARK: - The loop
 
-    public enum Outcome: Equatable { case finished, interrupted }
+    public typealias Outcome = TrainingLoop.Outcome
 
     /// Runs until `config.steps` (`finished`) or until a stop is requested (SIGINT, or
     /// `stopAfter` steps for tests), writing a final checkpoint either way. Retrieval evals run
     /// at the start of a fresh run (the random-init baseline), every `evalMinutes`, and at the end.
     public func train(stopAfter: Int? = nil) throws -> Outcome {
         try prepareData()
-        segmentStart = DispatchTime.now().uptimeNanoseconds
-        var metrics: FileHandle?
-        if let dir = config.out {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            metrics = try SSLSession.openMetrics(metricsPath!, keepingStepsUpTo: step)
-        }
-        defer { try? metrics?.close() }
         let quiet = config.quiet
-        let tty = isatty(2) != 0 && !quiet
-        var pending = Data()
-        func flush() { if !pending.isEmpty { metrics?.write(pending); pending.removeAll() } }
-        func record(_ obj: [String: Any]) throws {
-            pending.append(Data((try JSONText.string(obj) + "\n").utf8))
-        }
+        let loop = try TrainingLoop(name: "rttrain ssl", step: step, clock: clock, itemsPerStep: config.batch, logEvery: config.logEvery,
+                                    checkpointMinutes: config.checkpointMinutes, window: 30, quiet: quiet, log: log,
+                                    runDir: config.out, checkpointPath: checkpointPath)
         func runEval(baseline: Bool) throws {
             let t0 = DispatchTime.now().uptimeNanoseconds
             guard let r = try evaluate() else { return }
             let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            lastEvalWall = wallBefore + segmentSeconds
+            lastEvalWall = clock.seconds
             lastRetrieval = r
             if baseline { self.baseline = r }
-            try record(["step": step, "eval": "retrieval", "baseline": baseline, "top1_view": r.top1View,
-                        "top1_picture": r.top1Picture, "views": r.views, "pictures": r.pictures,
-                        "eval_seconds": sec, "wall": wallBefore + segmentSeconds])
-            flush()
+            loop.record(try JSONText.string(["step": step, "eval": "retrieval", "baseline": baseline, "top1_view": r.top1View,
+                                             "top1_picture": r.top1Picture, "views": r.views, "pictures": r.pictures,
+                                             "eval_seconds": sec, "wall": clock.seconds]))
+            loop.flush()
             if !quiet {
-                if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                loop.clearProgress()
                 log(String(format: "rttrain ssl: step %d retrieval top-1 %.1f%% (own picture %.1f%%) over %d views of %d val pictures%@ [%.0f s]",
                            step, 100 * r.top1View, 100 * r.top1Picture, r.views, r.pictures,
                            baseline ? " (random init)" : "", sec))
             }
         }
         if step == 0 && config.steps > 0 { try runEval(baseline: true) }
-        var lastCkpt = DispatchTime.now().uptimeNanoseconds
-        var recent = [Double]()
         var smooth: Double? = nil
-        let total = config.steps
-        while step < total {
+        return try loop.run(budget: .steps(config.steps), stopAfter: stopAfter, train: { total in
             let m = try trainStep()
-            recent.append(m.seconds); if recent.count > 30 { recent.removeFirst() }
             smooth = smooth.map { 0.95 * $0 + 0.05 * m.loss } ?? m.loss
-            pending.append(Data((try JSONText.encode(m) + "\n").utf8))
-            let avg = recent.reduce(0, +) / Double(recent.count)
-            let line = String(format: "ssl step %d/%d  %.1f img/s  loss %.4f  koleo %.3f  H(t) %.2f/%.2f  lr %.2e  m %.4f  |g| %.2f  ETA %@",
-                              step, total, Double(config.batch) / avg, smooth!, m.koleo, m.teacherEntropy, m.teacherMeanEntropy,
-                              m.lr, m.momentum, m.gradNorm, SSLSession.clock(Double(total - step) * avg))
-            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
-            else if !quiet && (step % config.logEvery == 0 || step == total) { log(line) }
-            if step % config.logEvery == 0 { flush() }
-            let now = DispatchTime.now().uptimeNanoseconds
-            if step < total && (wallBefore + segmentSeconds) - lastEvalWall >= config.evalMinutes * 60 {
-                try runEval(baseline: false)
+            let sm = smooth!
+            return TrainingLoop.StepReport(step: step, seconds: m.seconds, metrics: try JSONText.encode(m)) { p in
+                String(format: "ssl step %d/%d  %.1f img/s  loss %.4f  koleo %.3f  H(t) %.2f/%.2f  lr %.2e  m %.4f  |g| %.2f  ETA %@",
+                       p.step, p.total, p.perSecond, sm, m.koleo, m.teacherEntropy, m.teacherMeanEntropy, m.lr, m.momentum, m.gradNorm, p.eta)
             }
-            let stop = StopSignal.requested || (stopAfter.map { step >= $0 } ?? false)
-            if stop || Double(now - lastCkpt) / 1e9 >= config.checkpointMinutes * 60 {
-                flush()
-                if let p = checkpointPath { try saveCheckpoint(to: p) }
-                lastCkpt = DispatchTime.now().uptimeNanoseconds
-                if stop {
-                    if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-                    log("rttrain ssl: stopped at step \(step)" + (checkpointPath.map { "; checkpoint written to \($0)" } ?? ""))
-                    return .interrupted
-                }
-            }
-        }
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        try runEval(baseline: false)
-        flush()
-        if let p = checkpointPath { try saveCheckpoint(to: p) }
-        return .finished
+        }, checkpoint: {
+            if let p = checkpointPath { try saveCheckpoint(to: p) }
+        }, afterStep: { total in
+            if step < total && clock.seconds - lastEvalWall >= config.evalMinutes * 60 { try runEval(baseline: false) }
+        }, finish: {
+            try runEval(baseline: false)
+        })
     }
-
-    /// Shared with the tokenizer trainer (metrics.jsonl trimmed to the resumed step, ETA clock).
-    static func openMetrics(_ path: String, keepingStepsUpTo step: Int) throws -> FileHandle {
-        try TokenizerTrainer.openMetrics(path, keepingStepsUpTo: step)
-    }
-
-    static func clock(_ s: Double) -> String { TokenizerTrainer.clock(s) }
 }

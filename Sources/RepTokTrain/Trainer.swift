@@ -53,7 +53,8 @@ public final class TokenizerTrainer {
     public let ema: EMA
     public private(set) var step = 0
     public private(set) var totalSteps: Int?
-    public private(set) var wallBefore: Double = 0
+    /// Training wall time, all segments together.
+    private(set) var clock = TrainingClock()
     public private(set) var samples = 0
     /// Run folder (checkpoint.safetensors, metrics.jsonl); nil: no files.
     public let runDir: String?
@@ -184,7 +185,7 @@ public final class TokenizerTrainer {
         ema.updates = state.step
         step = state.step
         totalSteps = state.totalSteps
-        wallBefore = state.wallSeconds
+        clock = TrainingClock(before: state.wallSeconds)
         samples = state.samples
     }
 
@@ -200,12 +201,9 @@ public final class TokenizerTrainer {
     // MARK: - Checkpoints
 
     public var state: TrainState {
-        TrainState(config: config, step: step, totalSteps: totalSteps, wallSeconds: wallBefore + segmentSeconds,
+        TrainState(config: config, step: step, totalSteps: totalSteps, wallSeconds: clock.seconds,
                    samples: samples, threads: Engine.threads)
     }
-
-    private var segmentStart = DispatchTime.now().uptimeNanoseconds
-    private var segmentSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - segmentStart) / 1e9 }
 
     /// Writes everything a resume needs, atomically (temporary file + rename).
     public func saveCheckpoint(to path: String) throws {
@@ -233,7 +231,7 @@ public final class TokenizerTrainer {
 
     // MARK: - Training
 
-    public enum Outcome: Equatable { case finished, interrupted }
+    public typealias Outcome = TrainingLoop.Outcome
 
     private func lr(_ s: Int, total: Int) -> Float {
         WarmupCosine(peakLR: config.lr, minLR: config.minLR, warmupSteps: config.warmup, totalSteps: total).lr(s)
@@ -268,7 +266,7 @@ public final class TokenizerTrainer {
         samples += B
         let sec = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return StepMetrics(step: step, loss: loss.loss, flow: loss.flow, cos: loss.cos, lr: rate, gradNorm: gn,
-                           tokenNoiseStd: loss.tokenNoiseStd, seconds: sec, wall: wallBefore + segmentSeconds)
+                           tokenNoiseStd: loss.tokenNoiseStd, seconds: sec, wall: clock.seconds)
     }
 
     /// Runs until the step budget is spent (`finished`), or until a stop is requested (SIGINT,
@@ -279,98 +277,26 @@ public final class TokenizerTrainer {
             if config.shrinkPictures { set = try Pictures.shrunk(set, maxSide: 4 * config.imageSize) }
             views = try ViewSampler(dataset: set, config: config.viewConfig, batchSize: config.batch, seed: config.seed)
         }
-        segmentStart = DispatchTime.now().uptimeNanoseconds
-        var metricsHandle: FileHandle?
-        if let dir = runDir {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            metricsHandle = try TokenizerTrainer.openMetrics(metricsPath!, keepingStepsUpTo: step)
-        }
-        defer { try? metricsHandle?.close() }
-        let tty = isatty(2) != 0 && !quiet
-        var lastCkpt = DispatchTime.now().uptimeNanoseconds
-        var recent = [Double]()          // seconds of recent steps (ETA, samples/s)
+        let loop = try TrainingLoop(name: "rttrain", step: step, clock: clock, itemsPerStep: config.batch, logEvery: config.logEvery,
+                                    checkpointMinutes: config.checkpointMinutes, quiet: quiet, log: log, runDir: runDir,
+                                    checkpointPath: checkpointPath)
         var smooth: (loss: Double, flow: Double, cos: Double)? = nil
-        var segmentSteps = 0, timedSteps = 0, segmentTime = 0.0
-        let budgetSeconds = config.minutes.map { $0 * 60 }
-        var pending = Data()
-        func flushMetrics() { if !pending.isEmpty { metricsHandle?.write(pending); pending.removeAll() } }
-
-        while true {
-            // the step budget: fixed, or (with --minutes) estimated from the speed until warm-up ends
-            let total: Int
-            if let t = totalSteps {
-                total = t
-            } else {
-                let avg = timedSteps >= 3 ? segmentTime / Double(timedSteps) : 1.0
-                let left = max(0, budgetSeconds! - (wallBefore + segmentSeconds))
-                let est = step + Int(left / max(avg, 1e-3))
-                total = max(step + 1, est)
-                if step >= max(config.warmup, 20) { totalSteps = total; log("rttrain: step budget fixed at \(total) steps") }
-            }
-            if step >= total { break }
+        let budget: TrainingLoop.Budget = totalSteps.map { .steps($0) }
+            ?? .seconds(config.minutes! * 60, fixAt: max(config.warmup, 20))
+        return try loop.run(budget: budget, stopAfter: stopAfter, train: { total in
             let m = trainOneStep(total: total)
-            segmentSteps += 1
-            if segmentSteps > 2 { segmentTime += m.seconds; timedSteps += 1 }   // the first steps warm caches
-            recent.append(m.seconds); if recent.count > 50 { recent.removeFirst() }
             let k = 0.98
             if let s = smooth {
                 smooth = (k * s.loss + (1 - k) * Double(m.loss), k * s.flow + (1 - k) * Double(m.flow), k * s.cos + (1 - k) * Double(m.cos))
             } else { smooth = (Double(m.loss), Double(m.flow), Double(m.cos)) }
-            if metricsHandle != nil { pending.append(Data((try JSONText.encode(m) + "\n").utf8)) }
-            let avgRecent = recent.reduce(0, +) / Double(recent.count)
-            let sps = Double(config.batch) / avgRecent
-            let eta = Double(total - step) * avgRecent
-            let line = String(format: "step %d/%d  %.1f samples/s  loss %.4f  flow %.4f  cos %.4f  lr %.2e  |g| %.2f  ETA %@",
-                              step, total, sps, smooth!.loss, smooth!.flow, smooth!.cos, m.lr, m.gradNorm, TokenizerTrainer.clock(eta))
-            if tty {
-                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-            } else if !quiet && (step % config.logEvery == 0 || step == total) {
-                log(line)
+            let sm = smooth!
+            return TrainingLoop.StepReport(step: step, seconds: m.seconds, metrics: try JSONText.encode(m)) { p in
+                String(format: "step %d/%d  %.1f samples/s  loss %.4f  flow %.4f  cos %.4f  lr %.2e  |g| %.2f  ETA %@",
+                       p.step, p.total, p.perSecond, sm.loss, sm.flow, sm.cos, m.lr, m.gradNorm, p.eta)
             }
-            if step % config.logEvery == 0 { flushMetrics() }
-            let now = DispatchTime.now().uptimeNanoseconds
-            let stop = StopSignal.requested || (stopAfter.map { step >= $0 } ?? false)
-            if stop || Double(now - lastCkpt) / 1e9 >= config.checkpointMinutes * 60 {
-                flushMetrics()
-                if let p = checkpointPath { try saveCheckpoint(to: p) }
-                lastCkpt = now
-                if stop {
-                    if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-                    log("rttrain: stopped at step \(step); checkpoint written" + (checkpointPath.map { " to \($0)" } ?? ""))
-                    return .interrupted
-                }
-            }
-        }
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        flushMetrics()
-        if let p = checkpointPath { try saveCheckpoint(to: p) }
-        return .finished
-    }
-
-    /// Opens metrics.jsonl for appending, dropping lines past `step` (left by a run that went on
-    /// after its last checkpoint).
-    static func openMetrics(_ path: String, keepingStepsUpTo step: Int) throws -> FileHandle {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
-            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            var kept = [Substring]()
-            for line in text.split(separator: "\n") {
-                if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-                   let s = o["step"] as? Int, s <= step { kept.append(line) }
-            }
-            try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path))
-        } else {
-            _ = fm.createFile(atPath: path, contents: nil)
-        }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainError.config("cannot write \(path)") }
-        h.seekToEndOfFile()
-        return h
-    }
-
-    static func clock(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
-        let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+        }, checkpoint: {
+            if let p = checkpointPath { try saveCheckpoint(to: p) }
+        }, fixed: { totalSteps = $0 })
     }
 }
 
