@@ -2,7 +2,8 @@
 // reptok: a single-token generative image codec (RepTok) with its own small NN engine.
 // Layers (each target imports only targets below it, and declares every target it imports):
 //   C shims -> RepTokTensor (kernels) -> RepTokNN (layers, optimizer) -> RepTokModels
-//   -> RepTokCodec -> RepTokEval -> RepTokCLI, RepTokTrain -> thin executables;
+//   -> RepTokCodec -> RepTokEval -> RepTokCLI, RepTokTrain -> RepTokTrainCLI (rttrain's commands)
+//   -> thin executables;
 //   RepTokSafeTensors (under RepTokModels), RepTokFormat and RepTokImage (under RepTokCodec) sit on
 //   the C shims; RepTokMetrics (under RepTokEval) on RepTokImage; RepTokData (under RepTokCLI and
 //   RepTokTrain) on RepTokTensor.
@@ -86,9 +87,12 @@ let package = Package(
         // encoder (DINO) and the token generator.
         .target(name: "RepTokTrain", dependencies: ["RepTokModels", "RepTokCodec", "RepTokData", "RepTokNN", "RepTokEval",
                                                    "RepTokMetrics", "RepTokTensor", "RepTokSafeTensors", "RepTokFormat", "RepTokImage"]),
-        .executableTarget(name: "rttrain", dependencies: [
-            "RepTokTrain", "RepTokFormat", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        // rttrain's commands (tokenizer, export, eval, ssl, generator), over RepTokCLI's exit
+        // statuses and errors: a thin executable, like the other tools.
+        .target(name: "RepTokTrainCLI", dependencies: [
+            "RepTokTrain", "RepTokCLI", "RepTokFormat", "RepTokTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "rttrain", dependencies: ["RepTokTrainCLI"]),
 
         // Test helpers shared by the test targets (not in the library product): the tests' draws
         // from RepTokTensor's SplitMix64.
@@ -99,9 +103,9 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["RepTokData", "RepTokTensor", "RepTokTestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["RepTokCodec", "RepTokFormat", "RepTokModels", "RepTokSafeTensors", "RepTokTensor",
                                                   "RepTokTestSupport"]),
-        // Runs the built rtenc/rtdec/rtinfo/rteval/rtgen binaries end to end.
+        // Runs the built rtenc/rtdec/rtinfo/rteval/rtgen/rttrain binaries end to end.
         .testTarget(name: "CLITests", dependencies: [
-            "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "RepTokCodec", "RepTokFormat", "RepTokImage",
+            "rtenc", "rtdec", "rtinfo", "rteval", "rtgen", "rttrain", "RepTokCodec", "RepTokFormat", "RepTokImage",
             "RepTokSafeTensors", "RepTokModels", "RepTokNN", "RepTokTensor",
         ]),
         .testTarget(name: "RepTokTensorTests", dependencies: ["RepTokTensor", "CRTKernels", "RepTokTestSupport"]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RepTokCLI
 import RepTokTensor
 import RepTokTrain
 
@@ -42,15 +43,13 @@ struct GeneratorCommand: ParsableCommand {
     func run() throws {
         if let n = threads { Engine.setThreads(n) }
         StopSignal.install()
-        let ckpt = out + "/checkpoint.safetensors"
-        do {
+        try reportingFailure {
+            _ = try runCheckpoint(out: out, resume: resume)
             let trainer: GeneratorTrainer
             if resume {
-                guard FileManager.default.fileExists(atPath: ckpt) else { fail("--resume: no \(ckpt)") }
                 trainer = try GeneratorTrainer(resuming: out)
                 stderrLine("rttrain generator: resuming \(out) at step \(trainer.step)")
             } else {
-                if FileManager.default.fileExists(atPath: ckpt) { fail("\(ckpt) exists: use --resume or another --out") }
                 var c = GeneratorTrainConfig(data: data, model: model)
                 c.views = views; c.width = width; c.depth = depth; c.mlpRatio = mlpRatio; c.batch = batch
                 c.lr = lr; c.minLR = minLr; c.warmup = warmup; c.steps = steps; c.weightDecay = weightDecay
@@ -65,8 +64,6 @@ struct GeneratorCommand: ParsableCommand {
             let path = export ?? out + "/generator.safetensors"
             try trainer.export(to: path, fp16: fp16)
             stderrLine("rttrain generator: finished \(trainer.step) steps; wrote \(path)")
-        } catch {
-            fail("\(error)")
         }
     }
 }

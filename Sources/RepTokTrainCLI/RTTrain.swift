@@ -1,22 +1,40 @@
 import ArgumentParser
 import Foundation
+import RepTokCLI
 import RepTokFormat
 import RepTokTensor
 import RepTokTrain
 
-/// rttrain: train the RepTok tokenizer, export codec model files, evaluate them.
-@main
-struct RTTrain: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// rttrain: train the RepTok tokenizer, export codec model files, evaluate them. A failure is
+/// one line `rttrain: message` (`rttrain ssl: message` for ssl) on stderr and exit status 1;
+/// usage errors are ArgumentParser's (status 64).
+public struct RTTrain: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "rttrain",
         abstract: "Train reptok tokenizers and export them as codec models.",
         discussion: "See docs/TRAINING.md.",
         subcommands: [Tokenizer.self, Export.self, Eval.self, SSLCommand.self, GeneratorCommand.self])
+
+    public init() {}
 }
 
-func fail(_ s: String) -> Never {
-    FileHandle.standardError.write(Data(("rttrain: " + s + "\n").utf8))
-    Foundation.exit(1)
+/// Runs a command's work; its error is reported as the line `tool: message` and the command
+/// fails with status 1.
+func reportingFailure(_ tool: String = "rttrain", _ body: () throws -> Void) throws {
+    do { try body() } catch {
+        stderrLine(tool + ": " + "\(error)")
+        throw ExitCode(ExitStatus.failure)
+    }
+}
+
+/// The checkpoint of the run folder `out`: it must be there to resume a run, and must not be
+/// there to start one.
+func runCheckpoint(out: String, resume: Bool) throws -> String {
+    let ckpt = out + "/checkpoint.safetensors"
+    let exists = FileManager.default.fileExists(atPath: ckpt)
+    if resume && !exists { throw CLIError("--resume: no \(ckpt)") }
+    if !resume && exists { throw CLIError("\(ckpt) exists: use --resume or another --out") }
+    return ckpt
 }
 
 func stderrLine(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
@@ -128,15 +146,13 @@ struct Tokenizer: ParsableCommand {
     func run() throws {
         if let n = threads { Engine.setThreads(n) }
         StopSignal.install()
-        let ckpt = out + "/checkpoint.safetensors"
-        let trainer: TokenizerTrainer
-        do {
+        try reportingFailure {
+            let ckpt = try runCheckpoint(out: out, resume: resume)
+            let trainer: TokenizerTrainer
             if resume {
-                guard FileManager.default.fileExists(atPath: ckpt) else { fail("--resume: no \(ckpt)") }
                 trainer = try TokenizerTrainer(checkpoint: ckpt, runDir: out)
                 stderrLine("rttrain: resuming \(out) at step \(trainer.step)")
             } else {
-                if FileManager.default.fileExists(atPath: ckpt) { fail("\(ckpt) exists: use --resume or another --out") }
                 var c = TrainConfig(data: data)
                 c.val = export.val
                 c.encoderPath = encoder
@@ -164,8 +180,6 @@ struct Tokenizer: ParsableCommand {
             let r = try Exporter.export(trainer, options: export.options(out: out + "/model.safetensors", data: nil), log: stderrLine)
             stderrLine("rttrain: wrote \(r.path) (\(r.fileBytes) bytes, fingerprint \(r.fingerprint))")
             FileHandle.standardError.write(Data(levelTable(r).utf8))
-        } catch {
-            fail("\(error)")
         }
     }
 }
@@ -181,7 +195,7 @@ struct Export: ParsableCommand {
     @OptionGroup var export: ExportFlags
 
     func run() throws {
-        do {
+        try reportingFailure {
             let trainer = try TokenizerTrainer(checkpoint: checkpoint, runDir: nil)
             let r = try Exporter.export(trainer, options: export.options(out: out, data: data), log: stderrLine)
             if json { try printJSON(r); return }
@@ -189,8 +203,6 @@ struct Export: ParsableCommand {
             print(String(format: "base step %.4g (%.3f sigma_1), dictionary %d bytes, round-trip PSNR %.2f dB",
                          r.baseStep, r.baseStepInSigma, r.dictionaryBytes, r.roundTripPSNR))
             print(levelTable(r), terminator: "")
-        } catch {
-            fail("\(error)")
         }
     }
 }
@@ -225,13 +237,11 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         if let n = threads { Engine.setThreads(n) }
-        do {
+        try reportingFailure {
             let r = try Evaluator.run(model: model, data: data, steps: steps, limit: limit, byteBudget: byteBudget,
                                       grid: grid.map { GridOptions(path: $0, pictures: gridPictures) }, sslEncoder: sslEncoder,
                                       linearBar: linearBar)
             if json { try printJSON(r) } else if markdown { print(r.markdown, terminator: "") } else { print(r.table, terminator: "") }
-        } catch {
-            fail("\(error)")
         }
     }
 }

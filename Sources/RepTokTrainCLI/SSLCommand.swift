@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RepTokCLI
 import RepTokTrain
 
 /// `rttrain ssl`: DINO self-supervised pretraining of the encoder (see docs/SSL.md).
@@ -103,27 +104,15 @@ struct SSLCommand: ParsableCommand {
 
     func run() throws {
         let c = try config()
-        let ckpt = out + "/checkpoint.safetensors"
-        do {
+        try reportingFailure("rttrain ssl") {
             if evalOnly {
                 let r = try SSLTrainer.evaluateOnly(c)
                 print(String(format: "retrieval top-1 %.2f%% (own picture %.2f%%) over %d views of %d pictures",
                              100 * r.top1View, 100 * r.top1Picture, r.views, r.pictures))
                 return
             }
-            if resume {
-                guard FileManager.default.fileExists(atPath: ckpt) else { sslFail("--resume: no \(ckpt)") }
-            } else if FileManager.default.fileExists(atPath: ckpt) {
-                sslFail("\(ckpt) exists: use --resume or another --out")
-            }
+            _ = try runCheckpoint(out: out, resume: resume)
             try SSLTrainer.run(c)
-        } catch {
-            sslFail("\(error)")
         }
     }
-}
-
-private func sslFail(_ s: String) -> Never {
-    FileHandle.standardError.write(Data(("rttrain ssl: " + s + "\n").utf8))
-    Foundation.exit(1)
 }
