@@ -10,7 +10,7 @@ import CBLASLoader
 /// training step the same weights, with any thread count: a training run resumed with another
 /// thread count continues bit for bit. `REPTOK_THREADS=1` runs everything on one core. Tested:
 /// ThreadInvarianceTests (kernels), SamplerTests (the packed decoder paths), CLITests (rtenc and
-/// rtdec bytes), TrainTests (a tokenizer run resumed with another thread count).
+/// rtdec bytes), TrainTests and GeneratorTrainerTests (runs resumed with another thread count).
 public enum Engine {
     /// Worker threads for elementwise work and BLAS (default: all cores, or REPTOK_THREADS).
     public private(set) static var threads: Int = {

@@ -51,6 +51,34 @@ final class GeneratorTrainerTests: XCTestCase {
         return c
     }
 
+    /// The thread contract for the generator: stopped with 2 threads, resumed with 1, the run
+    /// ends with the tensors of an uninterrupted 1-thread run.
+    func testResumeWithAnotherThreadCountIsBitIdentical() throws {
+        let f = try fixture()
+        var c = config(f)
+        c.width = 64; c.batch = 16
+        let old = Engine.threads
+        defer { Engine.setThreads(old) }
+        Engine.setThreads(1)
+        let a = try GeneratorTrainer(config: c, runDir: dir + "/a")
+        a.quiet = true
+        XCTAssertEqual(try a.run(), .finished)
+        Engine.setThreads(2)
+        let b = try GeneratorTrainer(config: c, runDir: dir + "/b")
+        b.quiet = true
+        XCTAssertEqual(try b.run(stopAfter: 3), .interrupted)
+        Engine.setThreads(1)
+        let b2 = try GeneratorTrainer(resuming: dir + "/b")
+        b2.quiet = true
+        XCTAssertEqual(b2.step, 3)
+        XCTAssertEqual(try b2.run(), .finished)
+        let fa = try SafeTensorsFile(path: dir + "/a/checkpoint.safetensors")
+        let fb = try SafeTensorsFile(path: dir + "/b/checkpoint.safetensors")
+        XCTAssertEqual(fa.names, fb.names)
+        for n in fa.names { XCTAssertEqual(try fa.rawBytes(n), try fb.rawBytes(n), n) }
+        XCTAssertNotEqual(try fa.floats("param.final.linear.weight").map { abs($0) }.max(), 0)
+    }
+
     func testResumeIsBitIdenticalAndExportSamples() throws {
         let f = try fixture()
         let c = config(f)
