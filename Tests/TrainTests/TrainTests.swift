@@ -53,18 +53,6 @@ final class TrainTests: XCTestCase {
         return c
     }
 
-    /// Every tensor of two checkpoints, compared bit for bit.
-    func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let fa = try SafeTensorsFile(path: a), fb = try SafeTensorsFile(path: b)
-        XCTAssertEqual(fa.names, fb.names, file: file, line: line)
-        var differing = [String]()
-        for n in fa.names {
-            let ra = try fa.rawBytes(n), rb = try fb.rawBytes(n)
-            if ra != rb { differing.append(n) }
-        }
-        XCTAssertEqual(differing, [], "tensors differ", file: file, line: line)
-    }
-
     func step(of checkpoint: String) throws -> Int {
         let f = try SafeTensorsFile(path: checkpoint)
         let s = try JSONDecoder().decode(TrainState.self, from: Data(f.metadata["reptok.train"]!.utf8))
@@ -355,5 +343,19 @@ final class TrainTests: XCTestCase {
         var other = flat
         other.pixels[0] = 78
         XCTAssertEqual(try Metrics.psnr(flat, other), 10 * log10(255 * 255 * 18), accuracy: 1e-9)
+    }
+}
+
+extension XCTestCase {
+    /// Every tensor of two checkpoints, compared bit for bit (the trainers' resume tests).
+    func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let fa = try SafeTensorsFile(path: a), fb = try SafeTensorsFile(path: b)
+        XCTAssertEqual(fa.names, fb.names, file: file, line: line)
+        var differing = [String]()
+        for n in fa.names {
+            let ra = try fa.rawBytes(n), rb = try fb.rawBytes(n)
+            if ra != rb { differing.append(n) }
+        }
+        XCTAssertEqual(differing, [], "tensors differ", file: file, line: line)
     }
 }

@@ -137,6 +137,11 @@ def _canonical_float(v: float) -> str:
             + "e" + ("-" if e < 0 else "+") + "%02d" % abs(e))
 
 
+# the string escapes of the canonical form: these eight by name, other controls as \u00XX
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+            "\b": "\\b", "\f": "\\f"}
+
+
 def canonical_json(v) -> str:
     """The canonical JSON text of a parsed JSON value, the form fingerprints hash (Swift:
     JSONValue.canonicalText): no whitespace; members sorted by their keys' UTF-16 code units;
@@ -160,27 +165,8 @@ def canonical_json(v) -> str:
         return _canonical_float(v)
     out = ['"']
     for ch in v:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "/":
-            out.append("\\/")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif o < 0x20:
-            out.append("\\u%04x" % o)
-        else:
-            out.append(ch)
+        esc = _ESCAPES.get(ch)
+        out.append(esc if esc is not None else "\\u%04x" % ord(ch) if ord(ch) < 0x20 else ch)
     out.append('"')
     return "".join(out)
 

@@ -28,7 +28,20 @@ class DataError(Exception):
     pass
 
 
-class RTDSPack:
+class _Listed:
+    """Picture sizes and classes kept in lists (_w, _h, _cls), as RTDSPack and ImageFolderSet keep them."""
+
+    def width(self, i):
+        return self._w[i]
+
+    def height(self, i):
+        return self._h[i]
+
+    def class_id(self, i):
+        return self._cls[i]
+
+
+class RTDSPack(_Listed):
     """A memory-mapped .rtds pack, validated like the Swift reader (which rejects the pack
     otherwise). pixels(i) is an [H, W, 3] uint8 view."""
 
@@ -132,15 +145,6 @@ class RTDSPack:
         d["_mm"] = None
         return d
 
-    def width(self, i):
-        return self._w[i]
-
-    def height(self, i):
-        return self._h[i]
-
-    def class_id(self, i):
-        return self._cls[i]
-
     def pixels(self, i) -> np.ndarray:
         if self._mm is None:
             self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
@@ -179,7 +183,7 @@ def _pil():
     return Image, ImageOps
 
 
-class ImageFolderSet:
+class ImageFolderSet(_Listed):
     """DIR/classname/**/*.{jpg,png,webp,...}: sorted subfolders are the classes. Pictures are decoded
     with Pillow as reptok.build_dataset does (EXIF orientation, alpha over mid grey, grey to RGB);
     with `max_side` they are shrunk (Pillow box filter) to that long side when larger."""
@@ -212,15 +216,6 @@ class ImageFolderSet:
                 w, h = shrunk_size(w, h, max_side)
             self._w.append(w)
             self._h.append(h)
-
-    def width(self, i):
-        return self._w[i]
-
-    def height(self, i):
-        return self._h[i]
-
-    def class_id(self, i):
-        return self._cls[i]
 
     def pixels(self, i) -> np.ndarray:
         Image, ImageOps = _pil()

@@ -73,7 +73,7 @@ def test_objective_padded_cosine_and_keep():
     assert abs(float(cos) - float(want)) < 1e-6
     # keep = m everywhere is no truncation; keep = 0 zeroes the layout coordinates in the decoder's input
     same = model(x, t, noise, None, 0.0, 0.1, None, 1, torch.full((B,), 6))
-    assert float(same[0]) == float(loss)
+    assert float(same[0].detach()) == float(loss.detach())
     zero = model(x, t, noise, None, 0.0, 0.1, None, 1, torch.zeros(B, dtype=torch.long))
     with torch.no_grad():
         zd = z.clone()
