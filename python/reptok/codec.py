@@ -40,6 +40,7 @@ import numpy as np
 
 from . import entropy, rtk
 from .entropy import PayloadError
+from .modelfile import QuantizerKey as K
 
 __all__ = ["CodecModel", "ModelError", "PayloadError", "load_model", "find_model", "default_model_path",
            "model_search_path", "tokens", "decode", "noise", "sample_times", "to_pixels"]
@@ -149,19 +150,19 @@ class CodecModel:
         def bad(msg):
             return ModelError(f"{path}: invalid model config: {msg}")
 
-        self.mean = st.floats("quantizer.mean").reshape(-1)
-        self.rotation = st.floats("quantizer.rotation").reshape(-1)
-        self.sigma = st.floats("quantizer.sigma").reshape(-1)
+        self.mean = st.floats(K.MEAN).reshape(-1)
+        self.rotation = st.floats(K.ROTATION).reshape(-1)
+        self.sigma = st.floats(K.SIGMA).reshape(-1)
         if self.mean.size != D or self.rotation.size != D * D or self.sigma.size != D:
             raise bad(f"quantizer tensors do not match token size {D}")
         self.rotation = self.rotation.reshape(D, D)
-        self.synthesis = st.floats("quantizer.synthesis").reshape(-1) if "quantizer.synthesis" in st else None
+        self.synthesis = st.floats(K.SYNTHESIS).reshape(-1) if K.SYNTHESIS in st else None
         if self.synthesis is not None:
             if self.synthesis.size != D * D:
                 raise bad(f"quantizer.synthesis does not match token size {D}")
             self.synthesis = self.synthesis.reshape(D, D)
-        self.scale = st.floats("quantizer.scale").reshape(-1) if "quantizer.scale" in st else np.zeros(0, np.float32)
-        dictionary = st.raw("quantizer.dictionary") if "quantizer.dictionary" in st else b""
+        self.scale = st.floats(K.SCALE).reshape(-1) if K.SCALE in st else np.zeros(0, np.float32)
+        dictionary = st.raw(K.DICTIONARY) if K.DICTIONARY in st else b""
         self.dictionary = dictionary if len(dictionary) > 1 else b""
 
         def floats(key, n=9, lo=None, positive=False):

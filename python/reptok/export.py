@@ -17,6 +17,7 @@ import torch
 from ._floats import f32, f32_json
 from .model import RepTok, load_reptok
 from .modelfile import CONFIG_KEY, config_json, fingerprint, read_header, write_safetensors
+from .modelfile import QuantizerKey as K
 from .quantizer import LEVELS, Quantizer, record_bytes
 from .resample import model_view, quantize_u8
 from .rng import philox_gaussians
@@ -165,10 +166,10 @@ def export_model(model: RepTok, args, state: dict, device, log) -> dict:
     wdt = torch.float16 if args.fp16 else torch.float32
     tensors = {k: v.to(wdt) for k, v in weights.items()}
     tensors["frozen.cls_token"] = model.frozen_cls_token.detach().to(wdt)
-    tensors["quantizer.mean"] = torch.from_numpy(q.mean.copy())
-    tensors["quantizer.rotation"] = torch.from_numpy(q.rotation.copy())
-    tensors["quantizer.sigma"] = torch.from_numpy(q.sigma.copy())
-    tensors["quantizer.dictionary"] = torch.frombuffer(bytearray(q.dictionary or b"\0"), dtype=torch.uint8)
+    tensors[K.MEAN] = torch.from_numpy(q.mean.copy())
+    tensors[K.ROTATION] = torch.from_numpy(q.rotation.copy())
+    tensors[K.SIGMA] = torch.from_numpy(q.sigma.copy())
+    tensors[K.DICTIONARY] = torch.frombuffer(bytearray(q.dictionary or b"\0"), dtype=torch.uint8)
     out = args.export_out
     write_safetensors(out, tensors, meta)
 
@@ -219,11 +220,11 @@ def verify_model_file(path: str, model: RepTok):
     for k in header:
         if k.startswith(("encoder.", "adapter.", "decoder.")):
             assert k in want, f"unexpected tensor {k}"
-    qk = {"quantizer.mean": ("F32", [D]), "quantizer.rotation": ("F32", [D, D]), "quantizer.sigma": ("F32", [D])}
+    qk = {K.MEAN: ("F32", [D]), K.ROTATION: ("F32", [D, D]), K.SIGMA: ("F32", [D])}
     for k, (dt, shp) in qk.items():
         assert header[k]["dtype"] == dt and header[k]["shape"] == shp, f"{k}: {header[k]}"
-    assert header["quantizer.dictionary"]["dtype"] == "U8"
-    assert set(k for k in header if k.startswith("quantizer.")) == set(qk) | {"quantizer.dictionary"}
+    assert header[K.DICTIONARY]["dtype"] == "U8"
+    assert set(k for k in header if k.startswith("quantizer.")) == set(qk) | {K.DICTIONARY}
     back = load_reptok(path)
     S = dec["image_size"]
     g = torch.Generator().manual_seed(1)

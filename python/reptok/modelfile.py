@@ -27,6 +27,17 @@ CONFIG_KEY = "reptok.config"
 # the tensors a decoder needs, and what the fingerprint covers
 DECODE_PREFIXES = ("encoder.", "adapter.", "decoder.", "quantizer.")
 
+
+class QuantizerKey:
+    """The quantizer tensors of a codec model file, spelled once (CodecModelFile.Key in Swift):
+    read by reptok.codec, written and checked by reptok.export."""
+    MEAN = "quantizer.mean"
+    ROTATION = "quantizer.rotation"
+    SIGMA = "quantizer.sigma"
+    DICTIONARY = "quantizer.dictionary"
+    SYNTHESIS = "quantizer.synthesis"
+    SCALE = "quantizer.scale"
+
 # ----------------------------------------------------------------------------------------------
 # configs as the Swift side writes them
 
